@@ -1,0 +1,405 @@
+"""Multimodal input containers and validation.
+
+``X`` in mmexplain is a mapping ``{modality_name: array}`` whose values share
+their first dimension ``N``. A plain :class:`dict` works everywhere;
+:class:`ModalityDict` adds what scikit-learn's model-selection tools need
+(``len(X) == N``, ``X.shape == (N,)``, row indexing) so that ``GridSearchCV``,
+``cross_val_score`` and ``train_test_split`` can slice it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "ModalityDict",
+    "check_X",
+    "check_y",
+    "n_samples",
+    "take_rows",
+    "permute_rows",
+    "to_tensor_dict",
+]
+
+
+def _first_dim(value: Any) -> int:
+    shape = getattr(value, "shape", None)
+    if shape is None or len(shape) == 0:
+        raise TypeError(
+            f"expected an array with a first (sample) dimension, got {type(value).__name__}"
+        )
+    return int(shape[0])
+
+
+def _index_rows(value: Any, key: Any) -> Any:
+    """Index the first dimension of a NumPy array or torch tensor."""
+    if isinstance(value, torch.Tensor):
+        if isinstance(key, np.ndarray):
+            key = torch.from_numpy(np.ascontiguousarray(key))
+        elif isinstance(key, list):
+            key = torch.as_tensor(key, dtype=torch.long if not key else None)
+        if isinstance(key, torch.Tensor) and key.device != value.device:
+            key = key.to(value.device)
+        return value[key]
+    if isinstance(key, torch.Tensor):
+        key = key.detach().cpu().numpy()
+    if isinstance(key, list):
+        key = np.asarray(key, dtype=np.intp if not key else None)
+    return value[key]
+
+
+class ModalityDict(dict):
+    """A ``dict`` of modalities that behaves like an array of ``N`` samples.
+
+    Compatible with skorch's ``SliceDict``: ``len(X)`` is the number of
+    samples, ``X.shape == (N,)``, and indexing with a slice, an integer array
+    or a boolean mask returns a new :class:`ModalityDict` holding those rows of
+    every modality. A string key returns that modality's array. Values may be
+    NumPy arrays or torch tensors; they are stored as given (never copied or
+    modified).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Anything :class:`dict` accepts: a mapping ``{name: array}`` and/or
+        keyword arguments. Every value must have the same first dimension.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain import ModalityDict
+    >>> X = ModalityDict(eo=np.zeros((5, 3)), sar=np.ones((5, 2, 4, 4)))
+    >>> len(X), X.shape, X.modalities
+    (5, (5,), ('eo', 'sar'))
+    >>> X[1:3]["sar"].shape
+    (2, 2, 4, 4)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self.update(*args, **kwargs)
+
+    # -- dict protocol -------------------------------------------------
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(
+                f"modality names must be strings, got {key!r} ({type(key).__name__})"
+            )
+        if isinstance(value, list | tuple):
+            value = np.asarray(value)
+        n = _first_dim(value) if hasattr(value, "shape") else None
+        if n is None:
+            raise TypeError(
+                f"modality {key!r} must be a NumPy array or torch tensor, "
+                f"got {type(value).__name__}"
+            )
+        others = [k for k in dict.keys(self) if k != key]
+        if others:
+            n_ref = _first_dim(dict.__getitem__(self, others[0]))
+            if n != n_ref:
+                raise ValueError(
+                    f"modality {key!r} has {n} samples but modality {others[0]!r} "
+                    f"has {n_ref}; all modalities need the same number of rows"
+                )
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if len(args) > 1:
+            raise TypeError(f"update expected at most 1 positional argument, got {len(args)}")
+        items: list[tuple[Any, Any]] = []
+        if args:
+            other = args[0]
+            items.extend(other.items() if isinstance(other, Mapping) else other)
+        items.extend(kwargs.items())
+        for key, value in items:
+            self[key] = value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return super().__getitem__(key)
+        if isinstance(key, Integral) and not isinstance(key, bool):
+            # one sample: a plain dict without the batch dimension
+            return {k: v[key] for k, v in self.items()}
+        return ModalityDict({k: _index_rows(v, key) for k, v in self.items()})
+
+    def __len__(self) -> int:
+        if not dict.__len__(self):
+            return 0
+        return _first_dim(next(iter(self.values())))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping) or list(self.keys()) != list(other.keys()):
+            return False
+        for k, v in self.items():
+            w = other[k]
+            a = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+            b = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
+            if a.shape != b.shape or not np.array_equal(a, b):
+                return False
+        return True
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (type(self), (dict(self.items()),))
+
+    def copy(self) -> ModalityDict:
+        """Shallow copy: a new mapping holding the same arrays."""
+        return ModalityDict(dict(self.items()))
+
+    def __repr__(self) -> str:
+        parts = ", ".join(
+            f"{k!r}: {type(v).__name__}{tuple(v.shape)}" for k, v in self.items()
+        )
+        return f"ModalityDict(n_samples={len(self)}, {{{parts}}})"
+
+    # -- array-like API ------------------------------------------------
+    @property
+    def shape(self) -> tuple[int]:
+        """``(N,)``: what scikit-learn reads to count samples."""
+        return (len(self),)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Modality names in order."""
+        return tuple(self.keys())
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples ``N``."""
+        return len(self)
+
+
+# ----------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------
+def _describe(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else type(value).__name__
+
+
+def _as_array(name: str, value: Any) -> Any:
+    """Return a NumPy array or torch tensor for ``value`` (never copies arrays)."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return value
+    if hasattr(value, "to_numpy") and callable(value.to_numpy):  # pandas
+        return value.to_numpy()
+    if hasattr(value, "toarray"):  # scipy sparse
+        raise TypeError(
+            f"modality {name!r} is a sparse matrix; pass a dense array (e.g. .toarray())"
+        )
+    if isinstance(value, list | tuple):
+        try:
+            return np.asarray(value)
+        except ValueError as exc:
+            raise ValueError(f"modality {name!r} could not be turned into an array: {exc}") from exc
+    raise TypeError(
+        f"modality {name!r} must be a NumPy array or torch tensor, got {type(value).__name__}"
+    )
+
+
+def _check_numeric(name: str, value: Any, ensure_finite: bool) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise TypeError(f"modality {name!r} has complex dtype {value.dtype}")
+        if ensure_finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"modality {name!r} contains NaN or infinite values")
+        return
+    kind = value.dtype.kind
+    if kind not in "biuf":
+        raise TypeError(
+            f"modality {name!r} has non-numeric dtype {value.dtype}; "
+            "convert it to a float array first"
+        )
+    if ensure_finite and kind == "f" and not np.isfinite(value).all():
+        raise ValueError(f"modality {name!r} contains NaN or infinite values")
+
+
+def check_X(
+    X: Any,
+    *,
+    modalities: Iterable[str] | None = None,
+    ndims: Mapping[str, int | Iterable[int]] | None = None,
+    min_ndim: int = 2,
+    ensure_finite: bool = True,
+    min_samples: int = 1,
+) -> ModalityDict:
+    """Validate multimodal input and return it as a :class:`ModalityDict`.
+
+    The arrays are not copied or modified; lists and pandas objects are
+    converted to NumPy arrays.
+
+    Parameters
+    ----------
+    X : mapping of str to array-like
+        ``{modality: array}`` with a shared first dimension.
+    modalities : iterable of str, optional
+        The modalities a fitted model expects. Missing and unknown modalities
+        raise; the result follows this order.
+    ndims : mapping, optional
+        Allowed number of dimensions (including the sample dimension) per
+        modality, e.g. ``{'eo': 2, 'sar': 4}``.
+    min_ndim : int, default=2
+        Minimum number of dimensions of every modality, ``(N, features...)``.
+    ensure_finite : bool, default=True
+        Raise on NaN or infinite values.
+    min_samples : int, default=1
+        Minimum number of samples.
+
+    Returns
+    -------
+    ModalityDict
+
+    Raises
+    ------
+    TypeError
+        ``X`` is not a mapping, a name is not a string, or a modality has a
+        non-numeric dtype.
+    ValueError
+        Missing/unknown modality, sample-count mismatch, empty modality,
+        NaN/inf values or a wrong number of dimensions.
+    """
+    if isinstance(X, np.ndarray | torch.Tensor) or not isinstance(X, Mapping):
+        raise TypeError(
+            "X must be a mapping {modality name: array}, e.g. "
+            f"{{'eo': X_eo, 'sar': X_sar}}; got {_describe(X)}"
+        )
+    if len(list(X.keys())) == 0:
+        raise ValueError("X has no modalities: pass at least one {name: array} entry")
+    for key in X.keys():
+        if not isinstance(key, str):
+            raise TypeError(f"modality names must be strings, got {key!r} ({type(key).__name__})")
+
+    names = list(X.keys())
+    if modalities is not None:
+        expected = list(modalities)
+        missing = [m for m in expected if m not in X]
+        unknown = [m for m in names if m not in expected]
+        if missing:
+            raise ValueError(
+                f"missing modality {missing[0]!r}"
+                + (f" (and {missing[1:]})" if len(missing) > 1 else "")
+                + f"; expected modalities {expected}, got {names}"
+            )
+        if unknown:
+            raise ValueError(
+                f"unknown modality {unknown[0]!r}"
+                + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
+                + f"; expected modalities {expected}"
+            )
+        names = expected
+
+    arrays: dict[str, Any] = {}
+    ref_name, ref_n = None, None
+    for name in names:
+        value = _as_array(name, X[name])
+        if value.ndim < min_ndim:
+            raise ValueError(
+                f"modality {name!r} has shape {tuple(value.shape)}; expected at least "
+                f"{min_ndim} dimensions (samples, features...)"
+                + ("; reshape a 1-D array with x[:, None]" if value.ndim == 1 and min_ndim == 2 else "")
+            )
+        if ndims is not None and name in ndims:
+            allowed = ndims[name]
+            allowed = (allowed,) if isinstance(allowed, Integral) else tuple(allowed)
+            if value.ndim not in allowed:
+                raise ValueError(
+                    f"modality {name!r} has {value.ndim} dimensions (shape "
+                    f"{tuple(value.shape)}) but the model expects "
+                    + " or ".join(str(a) for a in allowed)
+                )
+        n = int(value.shape[0])
+        if n < min_samples:
+            raise ValueError(
+                f"modality {name!r} is empty: {n} samples (at least {min_samples} needed)"
+            )
+        if any(int(s) == 0 for s in value.shape[1:]):
+            raise ValueError(f"modality {name!r} is empty: shape {tuple(value.shape)}")
+        if ref_n is None:
+            ref_name, ref_n = name, n
+        elif n != ref_n:
+            raise ValueError(
+                f"modality {name!r} has {n} samples but modality {ref_name!r} has "
+                f"{ref_n}; all modalities need the same number of rows"
+            )
+        _check_numeric(name, value, ensure_finite)
+        arrays[name] = value
+    return ModalityDict(arrays)
+
+
+def check_y(y: Any, n: int, *, ensure_finite: bool = True, name: str = "y") -> np.ndarray:
+    """Validate targets against ``n`` samples; returns a NumPy array (no copy if possible)."""
+    if y is None:
+        raise ValueError(f"{name} is required (got None)")
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    elif hasattr(y, "to_numpy") and callable(y.to_numpy):
+        y = y.to_numpy()
+    y = np.asarray(y)
+    if y.ndim == 0:
+        raise ValueError(f"{name} must be an array of length {n}, got a scalar")
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} rows but X has {n} samples")
+    if ensure_finite and y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if y.dtype.kind == "O":
+        if any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y.ravel()):
+            raise ValueError(f"{name} contains missing values (None/NaN)")
+    return y
+
+
+# ----------------------------------------------------------------------------
+# row helpers
+# ----------------------------------------------------------------------------
+def n_samples(X: Mapping[str, Any]) -> int:
+    """Number of samples of a modality mapping (first dimension of its values)."""
+    if isinstance(X, ModalityDict):
+        return len(X)
+    return _first_dim(next(iter(X.values())))
+
+
+def take_rows(X: Mapping[str, Any], index: Any) -> ModalityDict:
+    """Rows ``index`` of every modality, as a new :class:`ModalityDict`."""
+    return ModalityDict({k: _index_rows(v, index) for k, v in X.items()})
+
+
+def permute_rows(X: Mapping[str, Any], modality: str, permutation: Any) -> ModalityDict:
+    """A new mapping where only ``modality``'s rows are reordered by ``permutation``."""
+    if modality not in X:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {list(X)}")
+    out = ModalityDict(dict(X.items()))
+    out[modality] = _index_rows(X[modality], permutation)
+    return out
+
+
+def to_tensor_dict(
+    X: Mapping[str, Any],
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+) -> dict[str, torch.Tensor]:
+    """Convert every modality to a tensor of ``dtype`` on ``device``.
+
+    Returns new tensors whenever a conversion is needed; never writes into the
+    caller's arrays (a tensor that already has the right dtype and device is
+    returned as is, and is only ever read).
+    """
+    out: dict[str, torch.Tensor] = {}
+    for k, v in X.items():
+        if isinstance(v, torch.Tensor):
+            t = v
+        else:
+            # from_numpy shares memory; the .to() below makes the converted copy
+            t = torch.from_numpy(np.ascontiguousarray(np.asarray(v)))
+        out[k] = t.to(device=device if device is not None else t.device, dtype=dtype)
+    return out
