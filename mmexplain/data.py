@@ -148,6 +148,9 @@ class ModalityDict(dict):
                 return False
         return True
 
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
     __hash__ = None  # type: ignore[assignment]
 
     def __reduce__(self):

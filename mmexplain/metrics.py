@@ -1,0 +1,87 @@
+"""Metrics: segmentation IoU and distances between modality shares."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["confusion_counts", "mean_iou", "utilization_distance"]
+
+
+def confusion_counts(
+    y_true: Any, y_pred: Any, n_classes: int, ignore_index: int | None = None
+) -> np.ndarray:
+    """Confusion matrix ``(n_classes, n_classes)`` over all pixels (rows: truth)."""
+    t = np.asarray(y_true).ravel()
+    p = np.asarray(y_pred).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in size: {t.shape} vs {p.shape}")
+    keep = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
+    t, p = t[keep].astype(np.int64), p[keep].astype(np.int64)
+    if t.size and (t.min() < 0 or t.max() >= n_classes or p.min() < 0 or p.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}) (except ignore_index)")
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+def mean_iou(
+    y_true: Any, y_pred: Any, n_classes: int | None = None, ignore_index: int | None = None
+) -> float:
+    """Mean intersection over union across classes.
+
+    Classes absent from both ``y_true`` and ``y_pred`` are left out of the
+    mean (their IoU is undefined); pixels labelled ``ignore_index`` are
+    ignored.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.metrics import mean_iou
+    >>> mean_iou(np.array([[0, 0, 1, 1]]), np.array([[0, 1, 1, 1]]))
+    0.5833333333333333
+    """
+    t = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    if n_classes is None:
+        valid = t if ignore_index is None else t[t != ignore_index]
+        n_classes = int(max(valid.max(initial=0), p.max(initial=0))) + 1
+    cm = confusion_counts(t, p, n_classes, ignore_index)
+    inter = np.diag(cm).astype(float)
+    union = cm.sum(0) + cm.sum(1) - np.diag(cm)
+    present = union > 0
+    if not present.any():
+        return float("nan")
+    return float(np.mean(inter[present] / union[present]))
+
+
+def utilization_distance(
+    shares: Mapping[str, float] | Sequence[float] | np.ndarray,
+    target: Mapping[str, float] | Sequence[float] | np.ndarray | None = None,
+) -> float:
+    """Total-variation distance between two share vectors (in [0, 1]).
+
+    ``shares`` and ``target`` may be percentages or fractions (each is
+    normalized to sum to 1); ``target=None`` is the uniform distribution.
+    Mappings are aligned by modality name.
+    """
+    if isinstance(shares, Mapping):
+        names = list(shares)
+        s = np.array([float(shares[m]) for m in names])
+        if isinstance(target, Mapping):
+            missing = [m for m in names if m not in target]
+            if missing or len(target) != len(names):
+                raise ValueError(f"target modalities {list(target)} do not match {names}")
+            t = np.array([float(target[m]) for m in names])
+        else:
+            t = None if target is None else np.asarray(target, dtype=float)
+    else:
+        s = np.asarray(shares, dtype=float)
+        t = None if target is None else np.asarray(target, dtype=float)
+    if t is None:
+        t = np.ones_like(s)
+    if s.shape != t.shape:
+        raise ValueError(f"shares and target differ in length: {s.shape} vs {t.shape}")
+    if (s < 0).any() or (t < 0).any() or s.sum() <= 0 or t.sum() <= 0:
+        raise ValueError("shares and target must be non-negative with a positive sum")
+    return float(0.5 * np.abs(s / s.sum() - t / t.sum()).sum())

@@ -1,0 +1,502 @@
+"""Multimodal transfer module (MMTM) and the intermediate-fusion network of
+seed 003 (Wu et al., ICML 2022, "Characterizing and overcoming the greedy
+nature of learning in multi-modal deep neural networks").
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mmexplain.modules.encoders import (
+    _RESERVED_NAMES,
+    _check_modalities,
+    _MaybePool2d,
+    _shape_str,
+    _validate_modality_names,
+)
+
+__all__ = ["MMTM", "MMTMNet"]
+
+ModalitySelection = str | Sequence[str] | None
+
+
+class MMTM(nn.Module):
+    """Multimodal transfer module joining M >= 2 branches.
+
+    For feature maps ``x_m`` of shape ``(N, C_m, H_m, W_m)`` (or vectors
+    ``(N, C_m)``; any number of trailing spatial dims works):
+
+    1. squeeze: ``s_m = mean over spatial dims of x_m`` -> ``(N, C_m)``;
+    2. ``h = ReLU(squeeze_fc(concat(s_1, ..., s_M)))`` with
+       ``max(1, sum(C_m) // ratio)`` units;
+    3. ``g_m = sigmoid(gate_fcs[m](h))`` -> ``(N, C_m)``, in (0, 1);
+    4. output ``x_m * g_m`` (channel-wise).
+
+    Running averages (buffers, saved in the ``state_dict``): for each
+    modality ``m`` the buffer ``running_gate_<m>`` holds the average gate
+    ``g_m`` and ``running_squeeze_<m>`` the average squeeze vector ``s_m``,
+    both of shape ``(C_m,)`` and detached. They are **cumulative means over
+    training steps**: each forward call in training mode (without
+    ``rebalance``/``ablate``) computes the batch means and updates
+    ``avg <- avg + (batch_mean - avg) / (t + 1)``, ``t`` being the buffer
+    ``num_batches_tracked``; every step weighs the same, and nothing is
+    forgotten (this is the "average over the samples used in the previous
+    regular steps" of the paper's eq. 13 and the "training-split average" of
+    its eq. 6). Before any update they hold ``0.5`` (the gate of a zero
+    pre-activation) and ``0`` respectively. Eval-mode calls never update
+    them; call ``reset_running_stats()`` to start over.
+
+    Parameters
+    ----------
+    channels : dict of str to int, or sequence of int
+        Channels ``C_m`` of each branch. With a sequence the modalities are
+        named ``'0'``, ``'1'``, ...
+    ratio : int, default=4
+        Bottleneck reduction of the shared layer.
+
+    Attributes
+    ----------
+    modalities : tuple of str
+    channels : dict of str to int
+    squeeze_fc : torch.nn.Linear
+        The shared layer (joint representation of all squeeze vectors).
+    gate_fcs : torch.nn.ModuleList
+        One ``Linear`` per modality (modality order) producing its gate.
+    last_gates : dict of str to Tensor
+        Detached gates of the last forward call (for inspection).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from mmexplain.modules import MMTM
+    >>> block = MMTM({"a": 4, "b": 6})
+    >>> xa, xb = torch.randn(8, 4, 5, 5), torch.randn(8, 6, 3, 3)
+    >>> ya, yb = block(xa, xb)
+    >>> ya.shape, yb.shape
+    (torch.Size([8, 4, 5, 5]), torch.Size([8, 6, 3, 3]))
+    >>> out = block({"a": xa, "b": xb}, rebalance="a")  # dicts work too
+    >>> sorted(out)
+    ['a', 'b']
+    >>> block.running_gate("a").shape
+    torch.Size([4])
+    """
+
+    def __init__(self, channels: Mapping[str, int] | Sequence[int], ratio: int = 4):
+        super().__init__()
+        owner = type(self).__name__
+        if isinstance(channels, Mapping):
+            names = _validate_modality_names(channels.keys(), owner)
+            chans = {m: int(channels[m]) for m in names}
+        else:
+            values = [int(c) for c in channels]
+            chans = {str(i): c for i, c in enumerate(values)}
+            names = tuple(chans)
+        if len(names) < 2:
+            raise ValueError(f"{owner} needs at least 2 modalities, got {len(names)}")
+        if any(c < 1 for c in chans.values()):
+            raise ValueError(f"{owner}: channels must all be >= 1, got {chans}")
+        if int(ratio) < 1:
+            raise ValueError(f"{owner}: ratio must be >= 1, got {ratio}")
+        self.modalities: tuple[str, ...] = names
+        self.channels: dict[str, int] = chans
+        self.ratio = int(ratio)
+        total = sum(chans.values())
+        self.hidden_features = max(1, total // self.ratio)
+        self.squeeze_fc = nn.Linear(total, self.hidden_features)
+        self.gate_fcs = nn.ModuleList(
+            nn.Linear(self.hidden_features, chans[m]) for m in names
+        )
+        for m in names:
+            self.register_buffer(f"running_gate_{m}", torch.full((chans[m],), 0.5))
+            self.register_buffer(f"running_squeeze_{m}", torch.zeros(chans[m]))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+        self.last_gates: dict[str, Tensor] = {}
+
+    # -- running statistics ----------------------------------------------
+    def running_gate(self, modality: str) -> Tensor:
+        """Running (cumulative) average gate of ``modality``, shape ``(C_m,)``."""
+        return getattr(self, f"running_gate_{self._name(modality)}")
+
+    def running_squeeze(self, modality: str) -> Tensor:
+        """Running (cumulative) average squeeze vector of ``modality``."""
+        return getattr(self, f"running_squeeze_{self._name(modality)}")
+
+    def reset_running_stats(self) -> None:
+        """Reset the running averages to their initial values."""
+        for m in self.modalities:
+            self.running_gate(m).fill_(0.5)
+            self.running_squeeze(m).zero_()
+        self.num_batches_tracked.zero_()
+
+    def gate_parameters(self, modality: str) -> list[nn.Parameter]:
+        """Parameters of the layer producing ``modality``'s gate."""
+        return list(
+            self.gate_fcs[self.modalities.index(self._name(modality))].parameters()
+        )
+
+    def _name(self, modality: str | int) -> str:
+        if isinstance(modality, int) and not isinstance(modality, bool):
+            if 0 <= modality < len(self.modalities):
+                return self.modalities[modality]
+        elif modality in self.modalities:
+            return modality
+        raise ValueError(
+            f"{type(self).__name__} got unknown modality {modality!r}; "
+            f"expected {list(self.modalities)}"
+        )
+
+    def _selection(self, sel: ModalitySelection, what: str) -> frozenset[str]:
+        if sel is None:
+            return frozenset()
+        if isinstance(sel, str | int):
+            sel = [sel]
+        try:
+            return frozenset(self._name(m) for m in sel)
+        except ValueError as err:
+            raise ValueError(f"{what}: {err}") from None
+
+    # -- forward ---------------------------------------------------------
+    def forward(
+        self,
+        *features: Tensor | Mapping[str, Tensor] | Sequence[Tensor],
+        rebalance: ModalitySelection = None,
+        ablate: ModalitySelection = None,
+    ) -> tuple[Tensor, ...] | dict[str, Tensor]:
+        """Re-scale every branch's features by its gate.
+
+        Parameters
+        ----------
+        *features : Tensor
+            One tensor per modality in modality order; alternatively a single
+            dict keyed by modality (then a dict is returned) or a single
+            list/tuple.
+        rebalance : str or sequence of str, optional
+            Modalities whose gate is replaced by its running average (the
+            re-balancing step of seed 003, eq. 13-14: those branches get no
+            sample-specific cross-modal information).
+        ablate : str or sequence of str, optional
+            Modalities whose squeeze vector is replaced by its running average
+            before the shared layer (seed 003, eq. 7: the other branches get no
+            sample-specific information from them).
+
+        Returns
+        -------
+        tuple of Tensor or dict of str to Tensor
+            Re-scaled features, same shapes as the inputs.
+        """
+        owner = type(self).__name__
+        as_dict = False
+        if len(features) == 1 and isinstance(features[0], Mapping):
+            _check_modalities(owner, self.modalities, features[0])
+            xs = [features[0][m] for m in self.modalities]
+            as_dict = True
+        elif len(features) == 1 and isinstance(features[0], list | tuple):
+            xs = list(features[0])
+        else:
+            xs = list(features)
+        if len(xs) != len(self.modalities):
+            raise ValueError(
+                f"{owner} expects {len(self.modalities)} feature tensors "
+                f"({list(self.modalities)}), got {len(xs)}"
+            )
+        for m, x in zip(self.modalities, xs):
+            if (
+                not isinstance(x, Tensor)
+                or x.dim() < 2
+                or x.shape[1] != self.channels[m]
+            ):
+                shape = _shape_str(x) if isinstance(x, Tensor) else type(x).__name__
+                raise ValueError(
+                    f"{owner} expects features of modality {m!r} of shape "
+                    f"(N, {self.channels[m]}, ...), got {shape}"
+                )
+        rebalanced = self._selection(rebalance, "rebalance")
+        ablated = self._selection(ablate, "ablate")
+
+        squeezes = [x.flatten(2).mean(dim=2) if x.dim() > 2 else x for x in xs]
+        joint_in = []
+        for m, s in zip(self.modalities, squeezes):
+            if m in ablated:
+                s = self.running_squeeze(m).to(s.dtype).expand_as(s)
+            joint_in.append(s)
+        h = torch.relu(self.squeeze_fc(torch.cat(joint_in, dim=1)))
+        gates = [torch.sigmoid(fc(h)) for fc in self.gate_fcs]
+
+        update = self.training and not rebalanced and not ablated
+        if update:
+            with torch.no_grad():
+                t = self.num_batches_tracked.item()
+                for m, s, g in zip(self.modalities, squeezes, gates):
+                    for buf, batch in (
+                        (self.running_squeeze(m), s.mean(dim=0)),
+                        (self.running_gate(m), g.mean(dim=0)),
+                    ):
+                        buf.add_((batch.to(buf.dtype) - buf) / (t + 1))
+                self.num_batches_tracked.add_(1)
+
+        outs = []
+        last = {}
+        for m, x, g in zip(self.modalities, xs, gates):
+            if m in rebalanced:
+                g = self.running_gate(m).to(x.dtype).expand_as(g)
+            last[m] = g.detach()
+            outs.append(x * g.reshape(g.shape + (1,) * (x.dim() - 2)))
+        self.last_gates = last
+        if as_dict:
+            return dict(zip(self.modalities, outs))
+        return tuple(outs)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, ratio={self.ratio}"
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else None
+        state = dict(self.__dict__ if state is None else state)
+        state["last_gates"] = {}
+        return state
+
+
+class _Stage(nn.Sequential):
+    """``Conv3x3 -> ReLU -> MaxPool2d(2)`` (pooling skipped below 2x2)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), _MaybePool2d()
+        )
+
+
+class MMTMNet(nn.Module):
+    """Intermediate-fusion classifier with MMTM blocks (seed 003).
+
+    One convolutional branch per image modality; branch ``m`` has one stage
+    per width in ``channels`` (``Conv3x3 -> ReLU -> MaxPool2d(2)``, the pool
+    skipped once a map is below 2x2; no batch normalization). After each stage
+    an :class:`MMTM` block joins all branches. Each branch ends in its own
+    head (global average pool + ``Linear``), and the output is the average of
+    the branch logits. Branches may have different spatial sizes.
+
+    Parameters
+    ----------
+    in_channels : dict of str to int
+        Input channels per modality (at least two; dict order = modality
+        order). ``'rebalance'`` and ``'ablate'`` are reserved names.
+    n_classes : int
+        Number of classes.
+    channels : tuple of int, default=(16, 32, 64)
+        Width of each stage (one MMTM block per stage).
+    ratio : int, default=4
+        Bottleneck reduction of every MMTM block.
+
+    Attributes
+    ----------
+    branches : torch.nn.ModuleDict
+        Per modality, a ``ModuleList`` of stages.
+    mmtms : torch.nn.ModuleList
+        The MMTM blocks, one per stage.
+    heads : torch.nn.ModuleDict
+        Per modality, the ``Linear`` head applied after global average pooling.
+    rebalance, ablate : str, sequence of str or None
+        Defaults of the forward options of the same names (set them with
+        :meth:`rebalancing` / :meth:`ablating`).
+    branch_logits : dict of str to Tensor
+        Per-branch logits of the last forward call, **kept with their graph**
+        so a training loop can use ``sum(CE(l, y) for l in
+        net.branch_logits.values())`` as the paper does.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from mmexplain.modules import MMTMNet
+    >>> net = MMTMNet({"color": 3, "gray": 1}, n_classes=10, channels=(8, 16))
+    >>> X = {"color": torch.randn(4, 3, 12, 12), "gray": torch.randn(4, 1, 12, 12)}
+    >>> net(**X).shape
+    torch.Size([4, 10])
+    >>> sorted(net.branch_logits)
+    ['color', 'gray']
+    >>> with net.rebalancing("color"):
+    ...     out = net(**X)
+    >>> groups = net.modality_parameters("gray")
+    >>> sorted(groups)
+    ['bypass', 'main']
+    """
+
+    def __init__(
+        self,
+        in_channels: dict[str, int],
+        n_classes: int,
+        channels: tuple[int, ...] = (16, 32, 64),
+        ratio: int = 4,
+    ) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        if not isinstance(in_channels, Mapping):
+            raise ValueError(
+                f"{owner} expects in_channels as a dict modality -> channels, "
+                f"got {in_channels!r}"
+            )
+        names = _validate_modality_names(in_channels.keys(), owner)
+        if len(names) < 2:
+            raise ValueError(f"{owner} needs at least 2 modalities, got {list(names)}")
+        for m in names:
+            if m in _RESERVED_NAMES:
+                raise ValueError(
+                    f"{owner}: {m!r} is reserved for a forward option and cannot "
+                    "name a modality"
+                )
+        channels = tuple(int(c) for c in channels)
+        if not channels:
+            raise ValueError(f"{owner} needs at least one stage in channels")
+        if int(n_classes) < 1:
+            raise ValueError(f"{owner}: n_classes must be >= 1, got {n_classes}")
+        self.in_channels = {m: int(in_channels[m]) for m in names}
+        self.n_classes = int(n_classes)
+        self.channels = channels
+        self.branches = nn.ModuleDict()
+        for m in names:
+            stages = []
+            width = self.in_channels[m]
+            for c in channels:
+                stages.append(_Stage(width, c))
+                width = c
+            self.branches[m] = nn.ModuleList(stages)
+        self.mmtms = nn.ModuleList(MMTM({m: c for m in names}, ratio) for c in channels)
+        self.heads = nn.ModuleDict(
+            {m: nn.Linear(channels[-1], self.n_classes) for m in names}
+        )
+        self.rebalance: ModalitySelection = None
+        self.ablate: ModalitySelection = None
+        self.branch_logits: dict[str, Tensor] = {}
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Modality names (branch order)."""
+        return tuple(self.branches.keys())
+
+    def _check_selection(self, sel: ModalitySelection, what: str) -> None:
+        if sel is None:
+            return
+        items: Iterable = [sel] if isinstance(sel, str) else sel
+        for m in items:
+            if m not in self.modalities:
+                raise ValueError(
+                    f"{type(self).__name__}: {what} got unknown modality {m!r}; "
+                    f"expected {list(self.modalities)}"
+                )
+
+    def forward(
+        self,
+        rebalance: ModalitySelection = None,
+        ablate: ModalitySelection = None,
+        **X: Tensor,
+    ) -> Tensor:
+        """Average of the branch logits, ``(N, n_classes)``.
+
+        Parameters
+        ----------
+        rebalance, ablate : str or sequence of str, optional
+            Override the module attributes of the same names for this call
+            (``None`` uses the attributes); passed to every MMTM block.
+        **X : Tensor
+            One image batch ``(N, C_m, H_m, W_m)`` per modality.
+        """
+        owner = type(self).__name__
+        _check_modalities(owner, self.modalities, X)
+        rebalance = self.rebalance if rebalance is None else rebalance
+        ablate = self.ablate if ablate is None else ablate
+        self._check_selection(rebalance, "rebalance")
+        self._check_selection(ablate, "ablate")
+        hs = []
+        for m in self.modalities:
+            x = X[m]
+            if (
+                not isinstance(x, Tensor)
+                or x.dim() != 4
+                or x.shape[1] != self.in_channels[m]
+            ):
+                shape = _shape_str(x) if isinstance(x, Tensor) else type(x).__name__
+                raise ValueError(
+                    f"{owner} expects modality {m!r} of shape "
+                    f"(N, {self.in_channels[m]}, H, W), got {shape}"
+                )
+            hs.append(x)
+        for i, block in enumerate(self.mmtms):
+            hs = [self.branches[m][i](h) for m, h in zip(self.modalities, hs)]
+            hs = list(block(*hs, rebalance=rebalance, ablate=ablate))
+        logits = {
+            m: self.heads[m](h.mean(dim=(2, 3))) for m, h in zip(self.modalities, hs)
+        }
+        self.branch_logits = logits
+        return torch.stack(list(logits.values()), dim=0).mean(dim=0)
+
+    @contextlib.contextmanager
+    def rebalancing(self, modality: ModalitySelection) -> Iterator[MMTMNet]:
+        """Context manager: forward calls inside re-balance ``modality``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from mmexplain.modules import MMTMNet
+        >>> net = MMTMNet({"a": 1, "b": 1}, n_classes=2, channels=(4,))
+        >>> with net.rebalancing("a"):
+        ...     net.rebalance
+        'a'
+        >>> net.rebalance is None
+        True
+        """
+        self._check_selection(modality, "rebalance")
+        old = self.rebalance
+        self.rebalance = modality
+        try:
+            yield self
+        finally:
+            self.rebalance = old
+
+    @contextlib.contextmanager
+    def ablating(self, modality: ModalitySelection) -> Iterator[MMTMNet]:
+        """Context manager: forward calls inside ablate ``modality`` (its
+        squeeze vectors replaced by their training averages)."""
+        self._check_selection(modality, "ablate")
+        old = self.ablate
+        self.ablate = modality
+        try:
+            yield self
+        finally:
+            self.ablate = old
+
+    def modality_parameters(self, modality: str) -> dict[str, list[nn.Parameter]]:
+        """Parameter groups for the conditional learning speed (seed 003).
+
+        Parameters
+        ----------
+        modality : str
+
+        Returns
+        -------
+        dict
+            ``'main'``: the modality's conv stages and head; ``'bypass'``: in
+            every MMTM block, the layer producing this modality's gate plus
+            the shared squeeze layer (which is in every modality's bypass).
+        """
+        self._check_selection(modality, "modality_parameters")
+        if not isinstance(modality, str):
+            raise ValueError(
+                f"modality_parameters expects one modality name, got {modality!r}"
+            )
+        main = list(self.branches[modality].parameters()) + list(
+            self.heads[modality].parameters()
+        )
+        bypass: list[nn.Parameter] = []
+        for block in self.mmtms:
+            bypass += list(block.squeeze_fc.parameters())
+            bypass += block.gate_parameters(modality)
+        return {"main": main, "bypass": bypass}
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else None
+        state = dict(self.__dict__ if state is None else state)
+        state["branch_logits"] = {}
+        return state
