@@ -168,6 +168,11 @@ class _MultimodalNetMixin:
     _task = "classification"
 
     # -- parameters ------------------------------------------------------
+    def _get_param_names(self) -> list[str]:
+        # skorch lists every non-``_``-suffixed attribute, including its private
+        # ``_params_to_validate`` set; __init__ rebuilds that from the kwargs.
+        return [k for k in super()._get_param_names() if not k.startswith("_")]  # type: ignore[misc]
+
     def set_params(self, **params: Any) -> Any:
         """Set parameters, routing ``balancer__<name>`` to the balancer.
 
