@@ -33,7 +33,18 @@ _SUBMODULES = {
     "preprocessing",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = [
+    "ConvEncoder",
+    "LateFusionNet",
+    "LateFusionSegNet",
+    "MLPEncoder",
+    "MMTMNet",
+    "ModalityDict",
+    "ModalityTransformer",
+    "MultimodalClassifier",
+    "MultimodalSegmenter",
+    "__version__",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmexplain.data import ModalityDict

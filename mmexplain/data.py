@@ -110,7 +110,9 @@ class ModalityDict(dict):
 
     def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
         if len(args) > 1:
-            raise TypeError(f"update expected at most 1 positional argument, got {len(args)}")
+            raise TypeError(
+                f"update expected at most 1 positional argument, got {len(args)}"
+            )
         items: list[tuple[Any, Any]] = []
         if args:
             other = args[0]
@@ -142,8 +144,16 @@ class ModalityDict(dict):
             return False
         for k, v in self.items():
             w = other[k]
-            a = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-            b = w.detach().cpu().numpy() if isinstance(w, torch.Tensor) else np.asarray(w)
+            a = (
+                v.detach().cpu().numpy()
+                if isinstance(v, torch.Tensor)
+                else np.asarray(v)
+            )
+            b = (
+                w.detach().cpu().numpy()
+                if isinstance(w, torch.Tensor)
+                else np.asarray(w)
+            )
             if a.shape != b.shape or not np.array_equal(a, b):
                 return False
         return True
@@ -188,7 +198,11 @@ class ModalityDict(dict):
 # ----------------------------------------------------------------------------
 def _describe(value: Any) -> str:
     shape = getattr(value, "shape", None)
-    return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else type(value).__name__
+    return (
+        f"{type(value).__name__} of shape {tuple(shape)}"
+        if shape is not None
+        else type(value).__name__
+    )
 
 
 def _as_array(name: str, value: Any) -> Any:
@@ -205,7 +219,9 @@ def _as_array(name: str, value: Any) -> Any:
         try:
             return np.asarray(value)
         except ValueError as exc:
-            raise ValueError(f"modality {name!r} could not be turned into an array: {exc}") from exc
+            raise ValueError(
+                f"modality {name!r} could not be turned into an array: {exc}"
+            ) from exc
     raise TypeError(
         f"modality {name!r} must be a NumPy array or torch tensor, got {type(value).__name__}"
     )
@@ -215,7 +231,11 @@ def _check_numeric(name: str, value: Any, ensure_finite: bool) -> None:
     if isinstance(value, torch.Tensor):
         if value.is_complex():
             raise TypeError(f"modality {name!r} has complex dtype {value.dtype}")
-        if ensure_finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        if (
+            ensure_finite
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ):
             raise ValueError(f"modality {name!r} contains NaN or infinite values")
         return
     kind = value.dtype.kind
@@ -281,7 +301,9 @@ def check_X(
         raise ValueError("X has no modalities: pass at least one {name: array} entry")
     for key in X.keys():
         if not isinstance(key, str):
-            raise TypeError(f"modality names must be strings, got {key!r} ({type(key).__name__})")
+            raise TypeError(
+                f"modality names must be strings, got {key!r} ({type(key).__name__})"
+            )
 
     names = list(X.keys())
     if modalities is not None:
@@ -310,7 +332,11 @@ def check_X(
             raise ValueError(
                 f"modality {name!r} has shape {tuple(value.shape)}; expected at least "
                 f"{min_ndim} dimensions (samples, features...)"
-                + ("; reshape a 1-D array with x[:, None]" if value.ndim == 1 and min_ndim == 2 else "")
+                + (
+                    "; reshape a 1-D array with x[:, None]"
+                    if value.ndim == 1 and min_ndim == 2
+                    else ""
+                )
             )
         if ndims is not None and name in ndims:
             allowed = ndims[name]
@@ -340,7 +366,9 @@ def check_X(
     return ModalityDict(arrays)
 
 
-def check_y(y: Any, n: int, *, ensure_finite: bool = True, name: str = "y") -> np.ndarray:
+def check_y(
+    y: Any, n: int, *, ensure_finite: bool = True, name: str = "y"
+) -> np.ndarray:
     """Validate targets against ``n`` samples; returns a NumPy array (no copy if possible)."""
     if y is None:
         raise ValueError(f"{name} is required (got None)")
@@ -356,7 +384,10 @@ def check_y(y: Any, n: int, *, ensure_finite: bool = True, name: str = "y") -> n
     if ensure_finite and y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     if y.dtype.kind == "O":
-        if any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y.ravel()):
+        if any(
+            v is None or (isinstance(v, float) and not np.isfinite(v))
+            for v in y.ravel()
+        ):
             raise ValueError(f"{name} contains missing values (None/NaN)")
     return y
 

@@ -67,7 +67,9 @@ class ModalityDataset(Dataset):
         return {k: v[i] for k, v in self.X.items()}, yi
 
 
-def _resolve_dataset(dataset: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+def _resolve_dataset(
+    dataset: Any,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """Tensors behind a ModalityDataset or a (nested) Subset of one."""
     if isinstance(dataset, Subset):
         X, y = _resolve_dataset(dataset.dataset)
@@ -109,7 +111,9 @@ class TensorBatchIterator:
         generator: torch.Generator | None = None,
     ) -> None:
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1 (or -1 for the whole set), got {batch_size}")
+            raise ValueError(
+                f"batch_size must be >= 1 (or -1 for the whole set), got {batch_size}"
+            )
         self.X, self.y = _resolve_dataset(dataset)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -139,7 +143,11 @@ class TensorBatchIterator:
             for start in range(0, stop, bs):
                 idx = perm[start : start + bs]
                 Xb = {k: v.index_select(0, idx.to(v.device)) for k, v in self.X.items()}
-                yb = None if self.y is None else self.y.index_select(0, idx.to(self.y.device))
+                yb = (
+                    None
+                    if self.y is None
+                    else self.y.index_select(0, idx.to(self.y.device))
+                )
                 yield Xb, yb
         else:
             for start in range(0, stop, bs):
@@ -189,7 +197,9 @@ class _MultimodalNetMixin:
                     f"cannot set {sorted(nested)}: the estimator has balancer={balancer!r}; "
                     "pass balancer=SomeBalancer(...) first"
                 )
-            balancer.set_params(**{k[len("balancer__") :]: v for k, v in nested.items()})
+            balancer.set_params(
+                **{k[len("balancer__") :]: v for k, v in nested.items()}
+            )
         return self
 
     # -- randomness -------------------------------------------------------
@@ -205,10 +215,16 @@ class _MultimodalNetMixin:
         if seed is None:
             yield
             return
-        dev = torch.device(self.device) if self.device is not None else torch.device("cpu")
+        dev = (
+            torch.device(self.device)
+            if self.device is not None
+            else torch.device("cpu")
+        )
         devices = []
         if dev.type == "cuda" and torch.cuda.is_available():
-            devices = [dev.index if dev.index is not None else torch.cuda.current_device()]
+            devices = [
+                dev.index if dev.index is not None else torch.cuda.current_device()
+            ]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed((seed + offset) % _MAX_SEED)
             yield
@@ -277,7 +293,9 @@ class _MultimodalNetMixin:
         shapes = getattr(self, "input_shapes_", None)
         if shapes is None:
             return check_X(X)
-        Xv = check_X(X, modalities=list(shapes), ndims={m: len(s) + 1 for m, s in shapes.items()})
+        Xv = check_X(
+            X, modalities=list(shapes), ndims={m: len(s) + 1 for m, s in shapes.items()}
+        )
         for m, s in shapes.items():
             got = tuple(Xv[m].shape[1:])
             if len(s) == 1 and got != s:
@@ -294,7 +312,9 @@ class _MultimodalNetMixin:
     def _encode_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
         raise NotImplementedError
 
-    def _validate_fit(self, X: Any, y: Any, reset: bool) -> tuple[ModalityDict, np.ndarray]:
+    def _validate_fit(
+        self, X: Any, y: Any, reset: bool
+    ) -> tuple[ModalityDict, np.ndarray]:
         if reset:
             Xv = check_X(X)
             y_arr = check_y(y, len(Xv))
@@ -329,7 +349,9 @@ class _MultimodalNetMixin:
             self.initialize()
         return self._partial_fit_validated(Xv, yv, **fit_params)
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None, **fit_params: Any) -> Any:
+    def partial_fit(
+        self, X: Any, y: Any, classes: Any = None, **fit_params: Any
+    ) -> Any:
         """Train for ``max_epochs`` more epochs without re-initializing."""
         reset = not self.initialized_
         Xv, yv = self._validate_fit(X, y, reset=reset)
@@ -337,7 +359,9 @@ class _MultimodalNetMixin:
             self.initialize()
         return self._partial_fit_validated(Xv, yv, **fit_params)
 
-    def _partial_fit_validated(self, X: ModalityDict, y: np.ndarray, **fit_params: Any) -> Any:
+    def _partial_fit_validated(
+        self, X: ModalityDict, y: np.ndarray, **fit_params: Any
+    ) -> Any:
         fit_params.pop("_routing_method", None)
         self.notify("on_train_begin", X=X, y=y)
         try:
@@ -370,13 +394,18 @@ class _MultimodalNetMixin:
         gen.manual_seed((self.seed_ + 1_000_003 + 7919 * len(self.history)) % _MAX_SEED)
         return gen
 
-    def fit_loop(self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any) -> Any:
+    def fit_loop(
+        self, X: Any, y: Any = None, epochs: int | None = None, **fit_params: Any
+    ) -> Any:
         """skorch's fit loop plus the balancer's epoch hooks and seeded RNG."""
         fit_params.pop("_routing_method", None)
         self.check_training_readiness()
         epochs = epochs if epochs is not None else self.max_epochs
         dataset_train, dataset_valid = self.get_split_datasets(X, y, **fit_params)
-        on_epoch_kwargs = {"dataset_train": dataset_train, "dataset_valid": dataset_valid}
+        on_epoch_kwargs = {
+            "dataset_train": dataset_train,
+            "dataset_valid": dataset_valid,
+        }
         iterator_train = self.get_iterator(dataset_train, training=True)
         iterator_valid = None
         if dataset_valid is not None:
@@ -397,7 +426,11 @@ class _MultimodalNetMixin:
                     if replaced is not None:
                         iterator = self._iterator_from_tensors(*replaced)
                 self.run_single_epoch(
-                    iterator, training=True, prefix="train", step_fn=self.train_step, **fit_params
+                    iterator,
+                    training=True,
+                    prefix="train",
+                    step_fn=self.train_step,
+                    **fit_params,
                 )
                 self.run_single_epoch(
                     iterator_valid,
@@ -413,12 +446,16 @@ class _MultimodalNetMixin:
                 balancer.on_train_end(self)
         return self
 
-    def _training_tensors(self, dataset: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def _training_tensors(
+        self, dataset: Any
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         X, y = _resolve_dataset(dataset)
         X = to_tensor(X, device=self.device)
         return X, to_tensor(y, device=self.device)
 
-    def _iterator_from_tensors(self, X: Mapping[str, torch.Tensor], y: torch.Tensor) -> Any:
+    def _iterator_from_tensors(
+        self, X: Mapping[str, torch.Tensor], y: torch.Tensor
+    ) -> Any:
         kwargs = self.get_params_for("iterator_train")
         kwargs.setdefault("batch_size", self.batch_size)
         if kwargs["batch_size"] == -1:
@@ -429,6 +466,30 @@ class _MultimodalNetMixin:
         return TensorBatchIterator.from_tensors(X, y, **kwargs)
 
     # -- training step -------------------------------------------------------
+    def _set_training(self, training: bool = True) -> None:
+        """Set train/eval mode, skipping the module-tree walk when already set.
+
+        skorch walks every submodule on every batch; here the full walk runs
+        once per epoch (in :meth:`run_single_epoch`) and per batch only when
+        the root module's mode differs.
+        """
+        for name in self._modules + self._criteria:
+            module = getattr(self, name + "_")
+            if isinstance(module, torch.nn.Module) and module.training != training:
+                module.train(training)
+
+    def run_single_epoch(
+        self,
+        iterator: Any,
+        training: bool,
+        prefix: str,
+        step_fn: Any,
+        **fit_params: Any,
+    ) -> None:
+        if iterator is not None:
+            super()._set_training(training)  # type: ignore[misc]
+        super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)  # type: ignore[misc]
+
     def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
         """Forward, loss (+ balancer penalty), backward, balancer gradient hook."""
         self._set_training(True)
@@ -452,7 +513,9 @@ class _MultimodalNetMixin:
             balancer.after_backward(self, Xi, yi)
         return {"loss": loss, "y_pred": y_pred}
 
-    def get_loss(self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False) -> Any:
+    def get_loss(
+        self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False
+    ) -> Any:
         """Criterion on the output; during training, modules that expose
         ``branch_logits`` (one head per branch, e.g. :class:`~mmexplain.MMTMNet`)
         are trained on the sum of their branch losses, as in seed 003."""
@@ -598,14 +661,18 @@ class MultimodalClassifier(_MultimodalNetMixin, NeuralNetClassifier):
             if y.ndim == 2 and y.shape[1] == 1:
                 y = y.ravel()
             else:
-                raise ValueError(f"y must be 1-D (one label per sample), got shape {y.shape}")
+                raise ValueError(
+                    f"y must be 1-D (one label per sample), got shape {y.shape}"
+                )
         if reset:
             if self.classes is not None:
                 classes = np.asarray(self.classes)
             else:
                 classes = np.unique(y)
             if len(classes) < 2 and self.classes is None:
-                raise ValueError(f"y has a single class {classes.tolist()}; need at least 2")
+                raise ValueError(
+                    f"y has a single class {classes.tolist()}; need at least 2"
+                )
             self.classes_inferred_ = classes
         classes = self.classes_
         sorter = np.argsort(classes, kind="stable")
@@ -718,7 +785,9 @@ verbose, device, random_state, **kwargs
         self.criterion_ = self.initialized_instance(self.criterion, kwargs)
         return self
 
-    def _validate_fit(self, X: Any, y: Any, reset: bool) -> tuple[ModalityDict, np.ndarray]:
+    def _validate_fit(
+        self, X: Any, y: Any, reset: bool
+    ) -> tuple[ModalityDict, np.ndarray]:
         Xv, yv = super()._validate_fit(X, y, reset)
         for m in Xv:
             if Xv[m].ndim != 4:
@@ -735,15 +804,21 @@ verbose, device, random_state, **kwargs
 
     def _encode_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
         if y.ndim != 3:
-            raise ValueError(f"y must be integer masks of shape (N, H, W), got shape {y.shape}")
+            raise ValueError(
+                f"y must be integer masks of shape (N, H, W), got shape {y.shape}"
+            )
         if y.dtype.kind not in "iu":
             if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
                 y = y.astype(np.int64)
             else:
-                raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+                raise TypeError(
+                    f"y must hold integer class labels, got dtype {y.dtype}"
+                )
         valid = y if self.ignore_index is None else y[y != self.ignore_index]
         if valid.size and valid.min() < 0:
-            raise ValueError(f"y contains negative labels ({valid.min()}) other than ignore_index")
+            raise ValueError(
+                f"y contains negative labels ({valid.min()}) other than ignore_index"
+            )
         if reset:
             if self.n_classes is not None:
                 self.n_classes_ = int(self.n_classes)
@@ -768,4 +843,9 @@ verbose, device, random_state, **kwargs
         from mmexplain.metrics import mean_iou
 
         y = check_y(y, len(self._check_fitted_X(X)))
-        return mean_iou(y, self.predict(X), n_classes=self.n_classes_, ignore_index=self.ignore_index)
+        return mean_iou(
+            y,
+            self.predict(X),
+            n_classes=self.n_classes_,
+            ignore_index=self.ignore_index,
+        )

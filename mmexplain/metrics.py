@@ -20,13 +20,20 @@ def confusion_counts(
         raise ValueError(f"y_true and y_pred differ in size: {t.shape} vs {p.shape}")
     keep = np.ones(t.shape, dtype=bool) if ignore_index is None else t != ignore_index
     t, p = t[keep].astype(np.int64), p[keep].astype(np.int64)
-    if t.size and (t.min() < 0 or t.max() >= n_classes or p.min() < 0 or p.max() >= n_classes):
+    if t.size and (
+        t.min() < 0 or t.max() >= n_classes or p.min() < 0 or p.max() >= n_classes
+    ):
         raise ValueError(f"labels must lie in [0, {n_classes}) (except ignore_index)")
-    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
 
 
 def mean_iou(
-    y_true: Any, y_pred: Any, n_classes: int | None = None, ignore_index: int | None = None
+    y_true: Any,
+    y_pred: Any,
+    n_classes: int | None = None,
+    ignore_index: int | None = None,
 ) -> float:
     """Mean intersection over union across classes.
 
@@ -71,7 +78,9 @@ def utilization_distance(
         if isinstance(target, Mapping):
             missing = [m for m in names if m not in target]
             if missing or len(target) != len(names):
-                raise ValueError(f"target modalities {list(target)} do not match {names}")
+                raise ValueError(
+                    f"target modalities {list(target)} do not match {names}"
+                )
             t = np.array([float(target[m]) for m in names])
         else:
             t = None if target is None else np.asarray(target, dtype=float)

@@ -53,7 +53,9 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
     ([0.0, 0.0, 0.0], True)
     """
 
-    def __init__(self, transformers: Mapping[str, Any], remainder: Any = "passthrough") -> None:
+    def __init__(
+        self, transformers: Mapping[str, Any], remainder: Any = "passthrough"
+    ) -> None:
         self.transformers = transformers
         self.remainder = remainder
 
@@ -139,7 +141,9 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
         if int(np.prod(shape)) == z.shape[1] and len(shape) > 1:
             z = z.reshape(z.shape[0], *shape)
         if info is not None:
-            return torch.as_tensor(z, dtype=info[0] if z.dtype.kind == "f" else None, device=info[1])
+            return torch.as_tensor(
+                z, dtype=info[0] if z.dtype.kind == "f" else None, device=info[1]
+            )
         return z
 
     def fit(self, X: Any, y: Any = None) -> ModalityTransformer:

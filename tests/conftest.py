@@ -16,7 +16,9 @@ class TwoTower(nn.Module):
         self.head = nn.Linear(2 * hidden, n_classes)
 
     def forward(self, a, b):
-        return self.head(torch.cat([torch.relu(self.a(a)), torch.relu(self.b(b))], dim=1))
+        return self.head(
+            torch.cat([torch.relu(self.a(a)), torch.relu(self.b(b))], dim=1)
+        )
 
 
 @pytest.fixture

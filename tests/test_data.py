@@ -10,7 +10,10 @@ from mmexplain.data import check_X, check_y, permute_rows, take_rows, to_tensor_
 
 
 def make(n=6):
-    return ModalityDict(eo=np.arange(n * 3, dtype=float).reshape(n, 3), sar=torch.arange(n * 4.0).reshape(n, 1, 2, 2))
+    return ModalityDict(
+        eo=np.arange(n * 3, dtype=float).reshape(n, 3),
+        sar=torch.arange(n * 4.0).reshape(n, 1, 2, 2),
+    )
 
 
 def test_modality_dict_is_array_like():
@@ -28,7 +31,9 @@ def test_modality_dict_is_array_like():
 
 
 def test_modality_dict_rejects_bad_values():
-    with pytest.raises(ValueError, match="modality 'sar' has 4 samples but modality 'eo' has 5"):
+    with pytest.raises(
+        ValueError, match="modality 'sar' has 4 samples but modality 'eo' has 5"
+    ):
         ModalityDict(eo=np.zeros((5, 2)), sar=np.zeros((4, 2)))
     with pytest.raises(TypeError, match="modality names must be strings"):
         ModalityDict({1: np.zeros((2, 2))})
@@ -47,7 +52,9 @@ def test_modality_dict_pickle_copy_eq():
 def test_sklearn_splitters_and_stratification():
     X = make(20)
     y = np.array([0, 1] * 10)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+    Xtr, Xte, ytr, yte = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=0
+    )
     assert isinstance(Xtr, ModalityDict) and len(Xtr) == 15 and len(Xte) == 5
     assert abs(ytr.mean() - 0.5) < 0.1
     # rows stay aligned across modalities
@@ -67,7 +74,9 @@ def test_check_X_errors_name_the_modality():
         check_X({"eo": good["eo"]}, modalities=["eo", "sar"])
     with pytest.raises(ValueError, match="unknown modality 'nir'"):
         check_X({**good, "nir": np.zeros((4, 1))}, modalities=["eo", "sar"])
-    with pytest.raises(ValueError, match="modality 'sar' has 3 samples but modality 'eo' has 4"):
+    with pytest.raises(
+        ValueError, match="modality 'sar' has 3 samples but modality 'eo' has 4"
+    ):
         check_X({"eo": good["eo"], "sar": np.zeros((3, 2))})
     with pytest.raises(ValueError, match="modality 'eo' is empty"):
         check_X({"eo": np.zeros((0, 3))})
@@ -85,7 +94,9 @@ def test_check_X_errors_name_the_modality():
         check_X({"eo": np.array([[1], [None]], dtype=object)})
     with pytest.raises(ValueError, match="modality 'eo' has shape \\(4,\\)"):
         check_X({"eo": np.zeros(4)})
-    with pytest.raises(ValueError, match="modality 'sar' has 2 dimensions .* expects 4"):
+    with pytest.raises(
+        ValueError, match="modality 'sar' has 2 dimensions .* expects 4"
+    ):
         check_X(good, ndims={"sar": 4})
     out = check_X(good, modalities=["sar", "eo"])
     assert out.modalities == ("sar", "eo") and out["eo"] is good["eo"]
@@ -103,7 +114,9 @@ def test_check_y():
 
 def test_row_helpers_never_mutate():
     X = make()
-    before = {k: v.clone() if isinstance(v, torch.Tensor) else v.copy() for k, v in X.items()}
+    before = {
+        k: v.clone() if isinstance(v, torch.Tensor) else v.copy() for k, v in X.items()
+    }
     perm = np.array([5, 4, 3, 2, 1, 0])
     P = permute_rows(X, "eo", perm)
     np.testing.assert_array_equal(P["eo"], X["eo"][perm])

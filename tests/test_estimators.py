@@ -13,9 +13,9 @@ from torch.utils.data import DataLoader
 from mmexplain import (
     LateFusionNet,
     MLPEncoder,
+    MMTMNet,
     ModalityDict,
     ModalityTransformer,
-    MMTMNet,
     MultimodalClassifier,
     MultimodalSegmenter,
 )
@@ -46,7 +46,9 @@ def test_fit_predict_plain_dict_and_modality_dict(two_modal, two_tower):
 def test_string_labels_and_classes(two_modal, two_tower):
     X, y = two_modal
     labels = np.array(["cat", "dog"])[y]
-    clf = MultimodalClassifier(two_tower, max_epochs=20, lr=0.02, random_state=0).fit(X, labels)
+    clf = MultimodalClassifier(two_tower, max_epochs=20, lr=0.02, random_state=0).fit(
+        X, labels
+    )
     assert clf.classes_.tolist() == ["cat", "dog"]
     assert set(clf.predict(X)) <= {"cat", "dog"}
     assert clf.score(X, labels) > 0.8
@@ -56,13 +58,20 @@ def test_string_labels_and_classes(two_modal, two_tower):
 
 def test_module_none_builds_late_fusion_from_data():
     rng = np.random.default_rng(1)
-    X = {"vec": rng.normal(size=(64, 7)), "img": rng.normal(size=(64, 2, 6, 6)).astype(np.float32)}
+    X = {
+        "vec": rng.normal(size=(64, 7)),
+        "img": rng.normal(size=(64, 2, 6, 6)).astype(np.float32),
+    }
     y = rng.integers(0, 3, 64)
-    clf = MultimodalClassifier(max_epochs=1, random_state=0, module__embedding_dim=8).fit(X, y)
+    clf = MultimodalClassifier(
+        max_epochs=1, random_state=0, module__embedding_dim=8
+    ).fit(X, y)
     assert isinstance(clf.module_, LateFusionNet)
     assert clf.module_.embedding_dims == {"vec": 8, "img": 8}
     assert clf.predict_proba(X).shape == (64, 3)
-    with pytest.raises(ValueError, match="module=None builds the network from the training data"):
+    with pytest.raises(
+        ValueError, match="module=None builds the network from the training data"
+    ):
         MultimodalClassifier().initialize()
 
 
@@ -96,7 +105,10 @@ def test_inputs_not_mutated(two_modal, two_tower):
     X, y = two_modal
     X32 = {k: v.astype(np.float32) for k, v in X.items()}
     X32["t"] = torch.randn(120, 2)
-    copies = {k: (v.clone() if isinstance(v, torch.Tensor) else v.copy()) for k, v in X32.items()}
+    copies = {
+        k: (v.clone() if isinstance(v, torch.Tensor) else v.copy())
+        for k, v in X32.items()
+    }
 
     class Three(torch.nn.Module):
         def __init__(self):
@@ -107,7 +119,10 @@ def test_inputs_not_mutated(two_modal, two_tower):
             return self.lin(torch.cat([a, b, t], 1))
 
     clf = MultimodalClassifier(
-        Three, max_epochs=2, balancer=ModalityDropout(p=0.4, fill="mean"), random_state=0
+        Three,
+        max_epochs=2,
+        balancer=ModalityDropout(p=0.4, fill="mean"),
+        random_state=0,
     ).fit(X32, y)
     clf.predict(X32)
     for k, v in X32.items():
@@ -131,13 +146,20 @@ def test_balancer_params_routing(two_modal, two_tower):
         MultimodalClassifier(two_tower).set_params(balancer__p=0.1)
     with pytest.raises(TypeError, match="balancer must be an mmexplain balancer"):
         MultimodalClassifier(two_tower, balancer="dropout").fit(X, y)
-    with pytest.raises(ValueError, match=r"drop probability of modality 'a' must be in \[0, 1\)"):
-        MultimodalClassifier(two_tower, balancer=ModalityDropout(p=1.0), max_epochs=1).fit(X, y)
+    with pytest.raises(
+        ValueError, match=r"drop probability of modality 'a' must be in \[0, 1\)"
+    ):
+        MultimodalClassifier(
+            two_tower, balancer=ModalityDropout(p=1.0), max_epochs=1
+        ).fit(X, y)
 
 
 def test_grid_search_over_balancer_and_module_params():
     rng = np.random.default_rng(0)
-    X = ModalityDict(a=rng.normal(size=(90, 5)).astype(np.float32), b=rng.normal(size=(90, 3)).astype(np.float32))
+    X = ModalityDict(
+        a=rng.normal(size=(90, 5)).astype(np.float32),
+        b=rng.normal(size=(90, 3)).astype(np.float32),
+    )
     y = (X["a"][:, 0] > 0).astype(int)
     clf = MultimodalClassifier(balancer=ModalityDropout(), max_epochs=2, random_state=0)
     gs = GridSearchCV(
@@ -149,7 +171,9 @@ def test_grid_search_over_balancer_and_module_params():
     best = gs.best_estimator_
     assert best.balancer_.p == gs.best_params_["balancer__p"]
     assert best.module_.embedding_dims["a"] == gs.best_params_["module__embedding_dim"]
-    scores = cross_val_score(MultimodalClassifier(max_epochs=1, random_state=0), X, y, cv=3)
+    scores = cross_val_score(
+        MultimodalClassifier(max_epochs=1, random_state=0), X, y, cv=3
+    )
     assert scores.shape == (3,)
 
 
@@ -169,9 +193,14 @@ def test_pipeline_with_modality_transformer(two_modal, two_tower):
 
 def test_stratified_split_and_internal_validation(two_modal, two_tower):
     X, y = two_modal
-    Xtr, Xte, ytr, yte = train_test_split(ModalityDict(X), y, stratify=y, random_state=0)
+    Xtr, Xte, ytr, yte = train_test_split(
+        ModalityDict(X), y, stratify=y, random_state=0
+    )
     clf = MultimodalClassifier(
-        two_tower, max_epochs=3, train_split=ValidSplit(0.25, stratified=True, random_state=0), random_state=0
+        two_tower,
+        max_epochs=3,
+        train_split=ValidSplit(0.25, stratified=True, random_state=0),
+        random_state=0,
     ).fit(Xtr, ytr)
     h = clf.history
     assert len(h) == 3 and "valid_acc" in h[-1] and 0 <= h[-1, "valid_acc"] <= 1
@@ -186,7 +215,9 @@ def test_stratified_split_and_internal_validation(two_modal, two_tower):
 
 def test_pickle_and_save_load_params(tmp_path, two_modal, two_tower):
     X, y = two_modal
-    clf = MultimodalClassifier(two_tower, max_epochs=2, random_state=0, balancer=ModalityDropout()).fit(X, y)
+    clf = MultimodalClassifier(
+        two_tower, max_epochs=2, random_state=0, balancer=ModalityDropout()
+    ).fit(X, y)
     p = clf.predict_proba(X)
     clone_ = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(clone_.predict_proba(X), p)
@@ -204,7 +235,9 @@ def test_pickle_and_save_load_params(tmp_path, two_modal, two_tower):
     rng = np.random.default_rng(0)
     Xi = {"color": rng.random((40, 3, 8, 8)), "gray": rng.random((40, 1, 8, 8))}
     yi = rng.integers(0, 2, 40)
-    mm = MultimodalClassifier(MMTMNet, module__channels=(4, 8), max_epochs=1, random_state=0).fit(Xi, yi)
+    mm = MultimodalClassifier(
+        MMTMNet, module__channels=(4, 8), max_epochs=1, random_state=0
+    ).fit(Xi, yi)
     mm2 = pickle.loads(pickle.dumps(mm))
     np.testing.assert_array_equal(mm2.predict_proba(Xi), mm.predict_proba(Xi))
 
@@ -225,7 +258,10 @@ def test_bad_inputs_give_clear_errors(two_modal, two_tower):
         clf.predict({"a": X["a"]})
     with pytest.raises(ValueError, match="unknown modality 'c'"):
         clf.predict({**X, "c": X["a"]})
-    with pytest.raises(ValueError, match="modality 'a' has 4 features per sample but the model was fitted on 5"):
+    with pytest.raises(
+        ValueError,
+        match="modality 'a' has 4 features per sample but the model was fitted on 5",
+    ):
         clf.predict({"a": X["a"][:, :4], "b": X["b"]})
     with pytest.raises(ValueError, match="modality 'a' has 3 dimensions"):
         clf.predict({"a": X["a"][:, :, None], "b": X["b"]})
@@ -235,7 +271,9 @@ def test_bad_inputs_give_clear_errors(two_modal, two_tower):
         clf.predict({"a": bad, "b": X["b"]})
     with pytest.raises(TypeError, match="modality 'b' has non-numeric dtype"):
         clf.predict({"a": X["a"], "b": X["b"].astype(str)})
-    with pytest.raises(ValueError, match="modality 'img' has shape .* expected at least 2"):
+    with pytest.raises(
+        ValueError, match="modality 'img' has shape .* expected at least 2"
+    ):
         MultimodalClassifier(max_epochs=1).fit({"img": np.zeros(120)}, y)
     with pytest.raises(ValueError, match="modality 'v'"):
         MultimodalClassifier(max_epochs=1).fit({"v": np.zeros((120, 2, 3, 4, 5))}, y)
@@ -246,12 +284,16 @@ def test_segmenter_end_to_end():
     n, h, w = 24, 10, 11
     cue = rng.integers(0, 3, (n, h, w))
     X = {
-        "rgb": (np.eye(3)[cue].transpose(0, 3, 1, 2) + 0.1 * rng.normal(size=(n, 3, h, w))).astype(np.float32),
+        "rgb": (
+            np.eye(3)[cue].transpose(0, 3, 1, 2) + 0.1 * rng.normal(size=(n, 3, h, w))
+        ).astype(np.float32),
         "nir": rng.normal(size=(n, 1, h, w)).astype(np.float32),
     }
     y = cue.copy()
     y[:, 0, :] = 255  # ignored pixels
-    seg = MultimodalSegmenter(max_epochs=30, lr=0.01, ignore_index=255, random_state=0).fit(X, y)
+    seg = MultimodalSegmenter(
+        max_epochs=30, lr=0.01, ignore_index=255, random_state=0
+    ).fit(X, y)
     assert seg.criterion_.ignore_index == 255
     assert seg.n_classes_ == 3
     pred = seg.predict(X)
@@ -280,28 +322,48 @@ def test_tensor_batch_iterator_matches_dataloader(two_modal, two_tower):
     for (xa, ya), (xb, yb) in zip(batches, dl):
         assert torch.equal(ya, yb) and all(torch.equal(xa[k], xb[k]) for k in xa)
     g = torch.Generator().manual_seed(0)
-    rows = torch.cat([b[1] for b in TensorBatchIterator(ds, batch_size=7, shuffle=True, generator=g)])
-    assert sorted(rows.tolist()) == sorted(ds.y.tolist())  # a permutation: every row once
+    rows = torch.cat(
+        [b[1] for b in TensorBatchIterator(ds, batch_size=7, shuffle=True, generator=g)]
+    )
+    assert sorted(rows.tolist()) == sorted(
+        ds.y.tolist()
+    )  # a permutation: every row once
     assert len(TensorBatchIterator(ds, batch_size=50, drop_last=True)) == 2
     # skorch's default DataLoader iteration still works and gives the same model
     kw = dict(max_epochs=2, random_state=0, iterator_train__shuffle=False)
     fast = MultimodalClassifier(two_tower, **kw).fit(X, y)
-    slow = MultimodalClassifier(two_tower, iterator_train=DataLoader, iterator_valid=DataLoader, **kw).fit(X, y)
+    slow = MultimodalClassifier(
+        two_tower, iterator_train=DataLoader, iterator_valid=DataLoader, **kw
+    ).fit(X, y)
     for p, q in zip(weights(fast), weights(slow)):
         torch.testing.assert_close(p, q)
 
 
 def test_mmtm_trains_on_sum_of_branch_losses():
     rng = np.random.default_rng(0)
-    X = {"color": rng.random((32, 3, 8, 8)).astype(np.float32), "gray": rng.random((32, 1, 8, 8)).astype(np.float32)}
+    X = {
+        "color": rng.random((32, 3, 8, 8)).astype(np.float32),
+        "gray": rng.random((32, 1, 8, 8)).astype(np.float32),
+    }
     y = rng.integers(0, 2, 32)
-    clf = MultimodalClassifier(MMTMNet, module__channels=(4,), max_epochs=1, batch_size=32, lr=0.0, random_state=0)
+    clf = MultimodalClassifier(
+        MMTMNet,
+        module__channels=(4,),
+        max_epochs=1,
+        batch_size=32,
+        lr=0.0,
+        random_state=0,
+    )
     clf.fit(X, y)
     net = clf.module_
     net.train()
     xt = {k: torch.from_numpy(v) for k, v in X.items()}
     net(**xt)
     yt = torch.as_tensor(y)
-    expected = sum(torch.nn.functional.cross_entropy(v, yt) for v in net.branch_logits.values())
-    assert clf.history[-1, "train_loss"] == pytest.approx(float(expected.detach()), rel=1e-5)
+    expected = sum(
+        torch.nn.functional.cross_entropy(v, yt) for v in net.branch_logits.values()
+    )
+    assert clf.history[-1, "train_loss"] == pytest.approx(
+        float(expected.detach()), rel=1e-5
+    )
     assert clf.module_.modalities == ("color", "gray")

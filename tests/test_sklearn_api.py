@@ -33,7 +33,9 @@ PURE = [ModalityDropout(), ModalityTransformer({"eo": StandardScaler()})]
 
 
 def _id(est):
-    return type(est).__name__ + ("+balancer" if getattr(est, "balancer", None) is not None else "")
+    return type(est).__name__ + (
+        "+balancer" if getattr(est, "balancer", None) is not None else ""
+    )
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=_id)

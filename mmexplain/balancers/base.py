@@ -56,7 +56,9 @@ class Balancer(BaseEstimator):
         """Raise ``TypeError`` if ``net.module_`` cannot be balanced by this balancer."""
 
     # -- hooks -----------------------------------------------------------
-    def on_train_begin(self, net: Any, X: Mapping[str, torch.Tensor], y: torch.Tensor) -> None:
+    def on_train_begin(
+        self, net: Any, X: Mapping[str, torch.Tensor], y: torch.Tensor
+    ) -> None:
         """Called once at the start of training with the full training data."""
 
     def on_epoch_begin(
@@ -76,12 +78,18 @@ class Balancer(BaseEstimator):
         return None
 
     def penalty(
-        self, net: Any, X: dict[str, torch.Tensor], y: torch.Tensor, y_pred: torch.Tensor
+        self,
+        net: Any,
+        X: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        y_pred: torch.Tensor,
     ) -> torch.Tensor | None:
         """Extra differentiable loss term added to the task loss (None for none)."""
         return None
 
-    def after_backward(self, net: Any, X: dict[str, torch.Tensor], y: torch.Tensor) -> None:
+    def after_backward(
+        self, net: Any, X: dict[str, torch.Tensor], y: torch.Tensor
+    ) -> None:
         """Called after ``loss.backward()`` and before the optimizer step."""
 
     def on_epoch_end(self, net: Any, epoch: int) -> None:
@@ -91,7 +99,9 @@ class Balancer(BaseEstimator):
         """Called once at the end of training."""
 
     # -- helpers for subclasses -------------------------------------------
-    def _make_generator(self, net: Any, device: torch.device | str, offset: int = 0) -> torch.Generator:
+    def _make_generator(
+        self, net: Any, device: torch.device | str, offset: int = 0
+    ) -> torch.Generator:
         """A local torch generator seeded from ``self.random_state`` or the net's seed.
 
         With neither set, the generator is seeded from fresh OS entropy.
@@ -109,7 +119,10 @@ class Balancer(BaseEstimator):
 
 
 def check_target(
-    target: Mapping[str, float] | None, modalities: tuple[str, ...], *, atol: float = 1e-6
+    target: Mapping[str, float] | None,
+    modalities: tuple[str, ...],
+    *,
+    atol: float = 1e-6,
 ) -> dict[str, float] | None:
     """Validate a utilization target ``{modality: share}`` that must sum to 1.
 
@@ -123,13 +136,19 @@ def check_target(
         )
     unknown = [m for m in target if m not in modalities]
     if unknown:
-        raise ValueError(f"target names unknown modality {unknown[0]!r}; modalities are {list(modalities)}")
+        raise ValueError(
+            f"target names unknown modality {unknown[0]!r}; modalities are {list(modalities)}"
+        )
     missing = [m for m in modalities if m not in target]
     if missing:
-        raise ValueError(f"target is missing modality {missing[0]!r}; give a share for each of {list(modalities)}")
+        raise ValueError(
+            f"target is missing modality {missing[0]!r}; give a share for each of {list(modalities)}"
+        )
     values = np.array([float(target[m]) for m in modalities])
     if not np.isfinite(values).all() or (values < 0).any():
         raise ValueError(f"target shares must be finite and >= 0, got {dict(target)}")
     if abs(values.sum() - 1.0) > atol:
-        raise ValueError(f"target shares must sum to 1, got {values.sum():.6g} from {dict(target)}")
+        raise ValueError(
+            f"target shares must sum to 1, got {values.sum():.6g} from {dict(target)}"
+        )
     return {m: float(v) for m, v in zip(modalities, values)}

@@ -63,7 +63,9 @@ class ModalityDropout(Balancer):
         self.level = level
         self.random_state = random_state
 
-    def on_train_begin(self, net: Any, X: Mapping[str, torch.Tensor], y: torch.Tensor) -> None:
+    def on_train_begin(
+        self, net: Any, X: Mapping[str, torch.Tensor], y: torch.Tensor
+    ) -> None:
         names = tuple(X.keys())
         if self.fill not in ("zeros", "mean"):
             raise ValueError(f"fill must be 'zeros' or 'mean', got {self.fill!r}")
@@ -72,19 +74,27 @@ class ModalityDropout(Balancer):
         droppable = names if self.modalities is None else tuple(self.modalities)
         for m in droppable:
             if m not in names:
-                raise ValueError(f"ModalityDropout: unknown modality {m!r}; modalities are {list(names)}")
+                raise ValueError(
+                    f"ModalityDropout: unknown modality {m!r}; modalities are {list(names)}"
+                )
         if isinstance(self.p, Mapping):
             for m in self.p:
                 if m not in names:
                     raise ValueError(f"ModalityDropout: p names unknown modality {m!r}")
-            probs = [float(self.p.get(m, 0.0)) if m in droppable else 0.0 for m in names]
+            probs = [
+                float(self.p.get(m, 0.0)) if m in droppable else 0.0 for m in names
+            ]
         elif isinstance(self.p, Real):
             probs = [float(self.p) if m in droppable else 0.0 for m in names]
         else:
-            raise TypeError(f"p must be a float or a dict of floats, got {type(self.p).__name__}")
+            raise TypeError(
+                f"p must be a float or a dict of floats, got {type(self.p).__name__}"
+            )
         for m, q in zip(names, probs):
             if not 0.0 <= q < 1.0:
-                raise ValueError(f"ModalityDropout: drop probability of modality {m!r} must be in [0, 1), got {q}")
+                raise ValueError(
+                    f"ModalityDropout: drop probability of modality {m!r} must be in [0, 1), got {q}"
+                )
         device = next(iter(X.values())).device
         self.modalities_ = names
         self.probs_ = torch.tensor(probs, dtype=torch.float32, device=device)
