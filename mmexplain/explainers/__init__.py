@@ -1,0 +1,21 @@
+"""Explainers: how much does a trained model use each modality?
+
+All share one evaluation engine (:mod:`mmexplain.explainers._engine`) and one
+contract: ``explain(model, X, y) -> ModalityExplanation``, ``fit`` (stores
+``explanation_`` and a headline attribute), ``score`` (higher is better, 0 is
+perfect balance) and ``explainer(estimator, X, y)`` as a scikit-learn scorer.
+"""
+
+from mmexplain.explainers.attribution import GradientModalityAttribution
+from mmexplain.explainers.base import BaseModalityExplainer
+from mmexplain.explainers.conditional import ConditionalUtilization
+from mmexplain.explainers.permutation import PermutationModalityImportance
+from mmexplain.explainers.shapley import ModalityShapley
+
+__all__ = [
+    "BaseModalityExplainer",
+    "ConditionalUtilization",
+    "GradientModalityAttribution",
+    "ModalityShapley",
+    "PermutationModalityImportance",
+]

@@ -1,0 +1,578 @@
+"""The shared evaluation engine of all explainers.
+
+Every perturbation the explainers need (a row permutation of one modality, a
+coalition with absent modalities set to a baseline, an ablation) is described
+per modality as one of
+
+* ``None``: the sample's own rows,
+* an integer array of length N: take row ``index[n]`` for sample ``n``
+  (permutations),
+* a :class:`Baseline`: one constant row for every sample (zero/mean
+  embedding or input),
+
+optionally with a *context* (e.g. ``MMTMNet.ablating(m)``) under which the
+model is run.
+
+For models with an ``encode``/``fuse`` split (late fusion), each modality is
+encoded **once** and the perturbations are applied to the cached embeddings,
+so only the fusion head runs per perturbation. This is exact, not an
+approximation: encoders in eval mode are per-sample functions, so encoding a
+permuted input equals permuting the encoded rows. Other models (or
+``fast=False``) run full forward passes on perturbed inputs. Either way rows
+are evaluated in calls of at most ``batch_size`` rows (several perturbations
+share a call when N is small), on the model's device, under
+``torch.inference_mode``, and the model's train/eval mode is restored.
+
+Per-row *statistics* are additive quantities (loss sum and valid-element
+count, correct count, confusion counts, class probabilities) from which the
+explainers compute their scores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmexplain.data import ModalityDict, check_X, check_y
+
+__all__ = ["Baseline", "Perturbation", "ModelAdapter", "EvaluationEngine", "eval_mode"]
+
+
+# ----------------------------------------------------------------------------
+# model adapter
+# ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode; restore each one's own mode afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, was_training in modes:
+            m.training = was_training
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+class ModelAdapter:
+    """What the explainers need to know about a model, whatever its kind.
+
+    ``model`` may be a fitted :class:`~mmexplain.MultimodalClassifier` /
+    :class:`~mmexplain.MultimodalSegmenter`, any fitted skorch net, or an
+    ``nn.Module`` called as ``module(**X)``.
+    """
+
+    def __init__(self, model: Any, *, loss_fn: Any = None, device: Any = None) -> None:
+        self.net = None
+        if isinstance(model, nn.Module):
+            module = model
+        elif hasattr(model, "module") and hasattr(model, "initialize"):  # skorch net
+            if not getattr(model, "initialized_", False) or not hasattr(
+                model, "module_"
+            ):
+                raise ValueError(
+                    f"the {type(model).__name__} is not fitted yet: call fit(X, y) before explaining it"
+                )
+            self.net = model
+            module = model.module_
+        else:
+            raise TypeError(
+                "model must be a fitted MultimodalClassifier/MultimodalSegmenter, a fitted "
+                f"skorch net or a torch nn.Module, got {type(model).__name__}"
+            )
+        own = _module_device(module)
+        if device is not None and torch.device(device) != own:
+            # never move the caller's model: work on a copy on the requested device
+            module = copy.deepcopy(module).to(device)
+            own = torch.device(device)
+        self.module = module
+        self.device = own
+        self.split = callable(getattr(module, "encode", None)) and callable(
+            getattr(module, "fuse", None)
+        )
+        self.is_mmtm = callable(getattr(module, "ablating", None))
+        net_mods = getattr(self.net, "modalities_", None)
+        mod_mods = getattr(module, "modalities", None)
+        self.modalities: tuple[str, ...] | None = (
+            tuple(net_mods)
+            if net_mods is not None
+            else (tuple(mod_mods) if mod_mods is not None else None)
+        )
+        criterion = (
+            loss_fn if loss_fn is not None else getattr(self.net, "criterion_", None)
+        )
+        self.criterion = criterion
+        ignore = getattr(self.net, "ignore_index", None)
+        if ignore is None:
+            ignore = getattr(criterion, "ignore_index", None)
+        self.ignore_index: int | None = ignore
+        self.classes = (
+            getattr(self.net, "classes_", None) if self.net is not None else None
+        )
+        if self.net is not None and not hasattr(self.net, "classes_"):
+            self.classes = None
+
+    # -- inputs -----------------------------------------------------------
+    def check_X(self, X: Any) -> ModalityDict:
+        checker = getattr(self.net, "_check_fitted_X", None)
+        if checker is not None:
+            return checker(X)
+        return check_X(X, modalities=self.modalities)
+
+    def encode_y(self, y: Any, n: int) -> np.ndarray:
+        """Targets as class indices (labels mapped through ``classes_`` when known)."""
+        y = check_y(y, n)
+        if self.classes is not None and y.ndim == 1:
+            classes = np.asarray(self.classes)
+            sorter = np.argsort(classes, kind="stable")
+            pos = np.clip(
+                np.searchsorted(classes, y, sorter=sorter), 0, len(classes) - 1
+            )
+            idx = sorter[pos]
+            bad = classes[idx] != y
+            if np.any(bad):
+                raise ValueError(
+                    f"y contains labels not among the model's classes {classes.tolist()}: "
+                    f"{np.unique(y[bad])[:5].tolist()}"
+                )
+            return idx.astype(np.int64)
+        if y.dtype.kind not in "iub":
+            if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
+                return y.astype(np.int64)
+            raise TypeError(
+                f"y must hold integer class indices for this model (got dtype {y.dtype}); "
+                "pass a fitted MultimodalClassifier to use other labels"
+            )
+        return y.astype(np.int64, copy=False)
+
+    # -- forward pieces ------------------------------------------------------
+    def encode(self, X: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.module.encode(**X)
+
+    def head(self, Z: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.module.fuse(**Z)
+
+    def forward(self, X: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        out = self.module(**X)
+        return out[0] if isinstance(out, tuple) else out
+
+    # -- per-element loss -----------------------------------------------------
+    def elementwise_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Unreduced loss, shape (rows,) or (rows, H, W)."""
+        crit = self.criterion
+        if (
+            crit is None
+            or isinstance(crit, nn.CrossEntropyLoss)
+            or (isinstance(crit, type) and issubclass(crit, nn.CrossEntropyLoss))
+        ):
+            kw: dict[str, Any] = {}
+            if isinstance(crit, nn.CrossEntropyLoss):
+                kw = {"weight": crit.weight, "label_smoothing": crit.label_smoothing}
+            return F.cross_entropy(
+                logits,
+                y,
+                reduction="none",
+                ignore_index=self.ignore_index
+                if self.ignore_index is not None
+                else -100,
+                **kw,
+            )
+        if isinstance(crit, nn.Module) and hasattr(crit, "reduction"):
+            unreduced = copy.copy(crit)
+            unreduced.reduction = "none"
+            return unreduced(logits, y)
+        out = crit(logits, y)
+        if out.dim() == 0:
+            raise ValueError(
+                "loss_fn returned a scalar; the explainers need one loss per sample "
+                "(pass a loss module with a `reduction` attribute or a function returning "
+                "unreduced losses)"
+            )
+        return out
+
+
+# ----------------------------------------------------------------------------
+# perturbations
+# ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Baseline:
+    """A constant replacement row for one modality (zero/mean embedding or input)."""
+
+    name: str
+    row: torch.Tensor = field(repr=False)  # shape (1, *row_shape), on the engine device
+
+
+@dataclass
+class Perturbation:
+    """How each modality's rows are taken, plus an optional model context."""
+
+    index: dict[str, Any] = field(
+        default_factory=dict
+    )  # modality -> None | int array | Baseline
+    context: Callable[[nn.Module], Any] | None = None
+    #: optional map from (module, model output) to the output to score
+    output: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
+    #: perturbations sharing a model call must share context and output; equal keys say so
+    context_key: Any = None
+
+
+# ----------------------------------------------------------------------------
+# statistics (additive, per row)
+# ----------------------------------------------------------------------------
+def _valid_mask(y: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    if ignore_index is None:
+        return torch.ones_like(y, dtype=torch.bool)
+    return y != ignore_index
+
+
+def _flat_sum(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(t.shape[0], -1).sum(dim=1)
+
+
+def make_stat(
+    kind: str, adapter: ModelAdapter, n_classes: int | None = None
+) -> Callable:
+    """Per-row additive statistics ``stat(logits, y) -> (rows, P)``.
+
+    kinds: 'loss' -> [loss sum, count]; 'correct' -> [correct, count];
+    'probability' -> [true-class probability sum, count]; 'confusion' ->
+    flattened (C, C) confusion counts; 'proba' -> class probabilities (C).
+    """
+    ignore = adapter.ignore_index
+
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        valid = _valid_mask(y, ignore)
+        per = adapter.elementwise_loss(logits, y)
+        per = (
+            torch.where(valid, per, torch.zeros((), dtype=per.dtype, device=per.device))
+            if per.shape == y.shape
+            else per
+        )
+        return torch.stack([_flat_sum(per.float()), _flat_sum(valid.float())], dim=1)
+
+    def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        valid = _valid_mask(y, ignore)
+        hit = (logits.argmax(dim=1) == y) & valid
+        return torch.stack([_flat_sum(hit.float()), _flat_sum(valid.float())], dim=1)
+
+    def probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        valid = _valid_mask(y, ignore)
+        p = torch.softmax(logits.float(), dim=1)
+        yy = torch.where(valid, y, torch.zeros_like(y))
+        py = p.gather(1, yy.unsqueeze(1)).squeeze(1) * valid
+        return torch.stack([_flat_sum(py), _flat_sum(valid.float())], dim=1)
+
+    def confusion(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        c = int(n_classes if n_classes is not None else logits.shape[1])
+        valid = _valid_mask(y, ignore)
+        pred = logits.argmax(dim=1)
+        code = torch.where(valid, y * c + pred, torch.full_like(y, c * c))
+        code = code.reshape(code.shape[0], -1)
+        counts = torch.zeros(code.shape[0], c * c + 1, device=logits.device)
+        counts.scatter_add_(1, code, torch.ones_like(code, dtype=counts.dtype))
+        return counts[:, : c * c]
+
+    def proba(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float(), dim=1)
+
+    table = {
+        "loss": loss,
+        "correct": correct,
+        "probability": probability,
+        "confusion": confusion,
+        "proba": proba,
+    }
+    if kind not in table:
+        raise ValueError(f"unknown statistic {kind!r}")
+    return table[kind]
+
+
+# ----------------------------------------------------------------------------
+# engine
+# ----------------------------------------------------------------------------
+def _as_device_rows(value: Any, index: Any, device: torch.device) -> torch.Tensor:
+    """Rows ``index`` (slice or int array) of a NumPy array/tensor, as float32 on device."""
+    if isinstance(value, torch.Tensor):
+        if isinstance(index, np.ndarray):
+            index = torch.from_numpy(index).to(value.device)
+        rows = value[index]
+    else:
+        rows = torch.from_numpy(np.ascontiguousarray(value[index]))
+    return rows.to(device=device, dtype=torch.float32, non_blocking=True)
+
+
+class EvaluationEngine:
+    """Evaluate a model on many perturbations of one data set, cheaply.
+
+    Parameters
+    ----------
+    adapter : ModelAdapter
+    X : ModalityDict
+        Validated inputs (never modified).
+    y : ndarray
+        Class indices, (N,) or (N, H, W).
+    batch_size : int
+        Maximum number of rows per model call (encoding and evaluation).
+    fast : bool or 'auto'
+        Use cached embeddings for encode/fuse models. 'auto' uses them unless
+        they would take more memory than the inputs (and more than 1 GiB).
+    show_progress : bool
+        tqdm progress bar over model calls.
+    """
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        X: ModalityDict,
+        y: np.ndarray | None,
+        *,
+        batch_size: int = 4096,
+        fast: bool | str = "auto",
+        show_progress: bool = False,
+        desc: str = "explaining",
+    ) -> None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.adapter = adapter
+        self.X = X
+        self.modalities = tuple(X.keys())
+        self.n = len(X)
+        self.batch_size = int(batch_size)
+        self.device = adapter.device
+        self.show_progress = show_progress
+        self.desc = desc
+        self.y = None if y is None else torch.as_tensor(np.asarray(y)).to(self.device)
+        self.path = "full_forward"
+        self.tables: dict[str, Any] = dict(X.items())
+        if fast and adapter.split:
+            Z = self._encode_all(
+                self.X, limit=None if fast is True else self._cache_budget()
+            )
+            if Z is not None:
+                self.tables = Z
+                self.path = "embeddings"
+        elif fast is True and not adapter.split:
+            raise ValueError(
+                f"fast=True needs a model with encode/fuse methods; {type(adapter.module).__name__} has none"
+            )
+        self.head_calls = 0
+
+    # -- embedding cache ---------------------------------------------------
+    def _cache_budget(self) -> int:
+        input_bytes = (
+            sum(int(np.prod(v.shape[1:])) * 4 for v in self.X.values()) * self.n
+        )
+        return max(input_bytes, 1 << 30)
+
+    def _blocks(self, n: int, size: int) -> Iterator[slice]:
+        for start in range(0, n, size):
+            yield slice(start, min(start + size, n))
+
+    def _encode_all(
+        self, X: Mapping[str, Any], limit: int | None
+    ) -> dict[str, torch.Tensor] | None:
+        """Encode every row once (chunked). None if the cache would exceed ``limit`` bytes."""
+        n = len(next(iter(X.values())))
+        out: dict[str, torch.Tensor] = {}
+        with eval_mode(self.adapter.module), torch.inference_mode():
+            for sl in self._blocks(n, self.batch_size):
+                Zb = self.adapter.encode(
+                    {m: _as_device_rows(X[m], sl, self.device) for m in self.modalities}
+                )
+                if not out:
+                    row_bytes = sum(
+                        int(np.prod(z.shape[1:])) * z.element_size()
+                        for z in Zb.values()
+                    )
+                    if limit is not None and row_bytes * n > limit:
+                        return None
+                    out = {
+                        m: torch.empty(
+                            (n, *Zb[m].shape[1:]), dtype=Zb[m].dtype, device=self.device
+                        )
+                        for m in self.modalities
+                    }
+                for m in self.modalities:
+                    out[m][sl] = Zb[m]
+        return out
+
+    # -- baselines ------------------------------------------------------------
+    def baseline(
+        self, modality: str, kind: str, reference: Mapping[str, Any] | None = None
+    ) -> Baseline:
+        """A constant row for ``modality`` in the engine's current space.
+
+        kind 'zeros': zero row; 'mean': mean over ``reference`` (default: the
+        data being explained), of embeddings on the embedding path and of
+        inputs on the full-forward path.
+        """
+        table = self.tables[modality]
+        shape = tuple(table.shape[1:])
+        if kind == "zeros":
+            row = torch.zeros((1, *shape), device=self.device)
+        elif kind == "mean":
+            row = self._mean_row(modality, reference)
+        else:
+            raise ValueError(f"unknown baseline {kind!r}")
+        return Baseline(name=f"{kind}:{modality}", row=row)
+
+    def _mean_row(
+        self, modality: str, reference: Mapping[str, Any] | None
+    ) -> torch.Tensor:
+        if reference is None:
+            source, n = self.tables, self.n
+            encoded = True
+        else:
+            source, n = reference, len(next(iter(reference.values())))
+            encoded = False
+        total = None
+        with eval_mode(self.adapter.module), torch.inference_mode():
+            for sl in self._blocks(n, self.batch_size):
+                if encoded or self.path == "full_forward":
+                    rows = _as_device_rows(source[modality], sl, self.device)
+                else:
+                    Xb = {
+                        m: _as_device_rows(source[m], sl, self.device)
+                        for m in self.modalities
+                    }
+                    rows = self.adapter.encode(Xb)[modality]
+                s = rows.double().sum(dim=0, keepdim=True)
+                total = s if total is None else total + s
+        return (total / n).float()
+
+    # -- evaluation -----------------------------------------------------------
+    def _rows(
+        self, modality: str, spec: Any, sl: slice, device_index: dict[int, torch.Tensor]
+    ) -> torch.Tensor:
+        table = self.tables[modality]
+        b = sl.stop - sl.start
+        if spec is None:
+            return (
+                _as_device_rows(table, sl, self.device)
+                if self.path == "full_forward"
+                else table[sl]
+            )
+        if isinstance(spec, Baseline):
+            return spec.row.expand(b, *spec.row.shape[1:])
+        if self.path == "full_forward" and not (
+            isinstance(table, torch.Tensor) and table.device == self.device
+        ):
+            return _as_device_rows(table, np.asarray(spec)[sl], self.device)
+        idx = device_index.get(id(spec))
+        if idx is None:
+            idx = device_index[id(spec)] = torch.as_tensor(
+                np.asarray(spec), dtype=torch.long
+            ).to(self.device)
+        rows = table.index_select(0, idx[sl])
+        return rows if self.path == "embeddings" else rows.to(dtype=torch.float32)
+
+    def _call(self, rows: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        self.head_calls += 1
+        if self.path == "embeddings":
+            return self.adapter.head(rows)
+        return self.adapter.forward(rows)
+
+    def evaluate(
+        self,
+        perturbations: Sequence[Perturbation],
+        stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        per_sample: bool = False,
+    ) -> torch.Tensor:
+        """Statistics of every perturbation.
+
+        Returns (K, P) sums over samples, or (K, N, P) per sample when
+        ``per_sample``.
+        """
+        if self.y is None:
+            raise ValueError("these statistics need y")
+        K = len(perturbations)
+        n = self.n
+        per_call = (
+            max(1, min(K, self.batch_size // max(n, 1))) if n <= self.batch_size else 1
+        )
+        block = min(n, self.batch_size)
+        n_calls = math.ceil(K / per_call) * math.ceil(n / block)
+        results: list[torch.Tensor] = []
+        bar = None
+        if self.show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=n_calls, desc=self.desc, leave=False)
+        try:
+            with eval_mode(self.adapter.module), torch.inference_mode():
+                start = 0
+                while start < K:
+                    # group consecutive perturbations that share a context
+                    group = [perturbations[start]]
+                    key = perturbations[start].context_key
+                    while (
+                        len(group) < per_call
+                        and start + len(group) < K
+                        and perturbations[start + len(group)].context_key == key
+                    ):
+                        group.append(perturbations[start + len(group)])
+                    start += len(group)
+                    device_index: dict[int, torch.Tensor] = {}
+                    ctx = group[0].context
+                    parts: list[torch.Tensor] = []
+                    with (
+                        ctx(self.adapter.module)
+                        if ctx is not None
+                        else contextlib.nullcontext()
+                    ):
+                        for sl in self._blocks(n, block):
+                            rows = {
+                                m: torch.cat(
+                                    [
+                                        self._rows(m, p.index.get(m), sl, device_index)
+                                        for p in group
+                                    ]
+                                )
+                                if len(group) > 1
+                                else self._rows(
+                                    m, group[0].index.get(m), sl, device_index
+                                )
+                                for m in self.modalities
+                            }
+                            logits = self._call(rows)
+                            if group[0].output is not None:
+                                logits = group[0].output(self.adapter.module, logits)
+                            y = self.y[sl]
+                            ys = (
+                                y.repeat(len(group), *([1] * (y.dim() - 1)))
+                                if len(group) > 1
+                                else y
+                            )
+                            st = stat(logits, ys).reshape(
+                                len(group), sl.stop - sl.start, -1
+                            )
+                            parts.append(
+                                st if per_sample else st.sum(dim=1, dtype=torch.float64)
+                            )
+                            if bar is not None:
+                                bar.update(1)
+                    if per_sample:
+                        results.append(torch.cat(parts, dim=1))
+                    else:
+                        results.append(torch.stack(parts).sum(dim=0))
+        finally:
+            if bar is not None:
+                bar.close()
+        return torch.cat(results, dim=0)

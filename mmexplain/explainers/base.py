@@ -1,0 +1,252 @@
+"""Shared contract of the explainers: explain / fit / score / __call__ and scoring."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from mmexplain.balancers.base import check_target
+from mmexplain.data import ModalityDict
+from mmexplain.explainers._engine import EvaluationEngine, ModelAdapter, Perturbation
+from mmexplain.metrics import utilization_distance
+from mmexplain.results import ModalityExplanation
+
+__all__ = ["BaseModalityExplainer", "Scoring", "resolve_scoring", "normalize_shares"]
+
+
+def normalize_shares(
+    contributions: np.ndarray, *, what: str = "utilization"
+) -> np.ndarray:
+    """Percent shares from per-modality contributions.
+
+    Negative contributions (a modality whose perturbation *improves* the
+    score) count as zero use: they are clipped to 0 before normalizing, as
+    seed 000 normalizes non-negative MU. If nothing is positive the shares are
+    undefined: NaN with a ``RuntimeWarning``.
+    """
+    c = np.clip(np.asarray(contributions, dtype=float), 0.0, None)
+    total = c.sum()
+    if not np.isfinite(total) or total <= 0:
+        warnings.warn(
+            f"no modality has a positive contribution, so the {what} shares are undefined (NaN)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return np.full(c.shape, np.nan)
+    return 100.0 * c / total
+
+
+# ----------------------------------------------------------------------------
+# scoring
+# ----------------------------------------------------------------------------
+@dataclass
+class Scoring:
+    """How a score is computed from the engine's per-row statistics."""
+
+    name: str
+    stat: str  # engine statistic kind
+    greater_is_better: bool
+    finalize: Callable[[np.ndarray], float]
+    per_sample: bool = False  # finalize needs (N, P) rather than summed (P,)
+    estimator_scorer: Callable | None = None  # sklearn-style (estimator, X, y) scorer
+
+
+def _ratio(s: np.ndarray) -> float:
+    return float(s[0] / s[1]) if s[1] > 0 else float("nan")
+
+
+def _miou_from_confusion(s: np.ndarray) -> float:
+    c = int(round(np.sqrt(s.shape[-1])))
+    cm = s.reshape(c, c)
+    inter = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - inter
+    present = union > 0
+    return (
+        float(np.mean(inter[present] / union[present]))
+        if present.any()
+        else float("nan")
+    )
+
+
+def resolve_scoring(
+    scoring: Any, adapter: ModelAdapter, *, classification: bool, y_labels: Any = None
+) -> Scoring:
+    """Turn ``scoring`` into a :class:`Scoring`.
+
+    ``'loss'`` (the model's criterion, per pixel for segmentation),
+    ``'accuracy'`` (pixel accuracy for segmentation), ``'miou'`` (segmentation),
+    any scikit-learn classification scorer name (``'balanced_accuracy'``,
+    ``'f1_macro'``, ``'neg_log_loss'``, ``'roc_auc_ovr'``, ...), or a callable
+    ``scorer(estimator, X, y)`` (higher is better; runs the estimator on
+    materialized perturbed data, without the fast path).
+    """
+    if callable(scoring) and not isinstance(scoring, str):
+        return Scoring(
+            name=getattr(scoring, "__name__", type(scoring).__name__),
+            stat="",
+            greater_is_better=True,
+            finalize=lambda s: float("nan"),
+            estimator_scorer=scoring,
+        )
+    if not isinstance(scoring, str):
+        raise TypeError(
+            f"scoring must be a string or a callable, got {type(scoring).__name__}"
+        )
+    if scoring == "loss":
+        return Scoring("loss", "loss", False, _ratio)
+    if scoring == "accuracy":
+        return Scoring("accuracy", "correct", True, _ratio)
+    if scoring in ("miou", "mean_iou"):
+        if classification:
+            raise ValueError("scoring='miou' is for segmentation models")
+        return Scoring("miou", "confusion", True, _miou_from_confusion)
+    if not classification:
+        raise ValueError(
+            f"unknown scoring {scoring!r} for segmentation; use 'loss', 'accuracy' or 'miou'"
+        )
+    from sklearn.metrics import get_scorer
+
+    try:
+        scorer = get_scorer(scoring)
+    except ValueError as exc:
+        raise ValueError(f"unknown scoring {scoring!r}: {exc}") from exc
+    func = getattr(scorer, "_score_func", None)
+    sign = getattr(scorer, "_sign", 1)
+    kwargs = dict(getattr(scorer, "_kwargs", {}))
+    response = getattr(scorer, "_response_method", "predict")
+    if func is None:
+        raise ValueError(f"cannot use scorer {scoring!r} on engine outputs")
+    if isinstance(response, tuple | list):
+        response = "predict_proba" if "predict_proba" in response else response[0]
+    classes = np.asarray(adapter.classes) if adapter.classes is not None else None
+    y_true = np.asarray(y_labels)
+
+    def finalize(proba: np.ndarray) -> float:
+        labels = classes if classes is not None else np.arange(proba.shape[1])
+        if response == "predict":
+            pred = labels[proba.argmax(axis=1)]
+        elif response in ("predict_proba", "decision_function"):
+            pred = proba[:, 1] if proba.shape[1] == 2 else proba
+            if (
+                "labels" in func.__code__.co_varnames
+                and "labels" not in kwargs
+                and proba.shape[1] > 2
+            ):
+                return float(sign * func(y_true, pred, labels=labels, **kwargs))
+        else:
+            raise ValueError(
+                f"scorer {scoring!r} needs response {response!r}, not supported"
+            )
+        return float(sign * func(y_true, pred, **kwargs))
+
+    return Scoring(scoring, "proba", True, finalize, per_sample=True)
+
+
+def evaluate_scores(
+    engine: EvaluationEngine, perturbations: list[Perturbation], scoring: Scoring
+) -> np.ndarray:
+    """One score per perturbation (memory-bounded for per-sample scorers)."""
+    from mmexplain.explainers._engine import make_stat
+
+    stat = make_stat(scoring.stat, engine.adapter)
+    if not scoring.per_sample:
+        stats = engine.evaluate(perturbations, stat).cpu().numpy()
+        return np.array([scoring.finalize(s) for s in stats])
+    # keep at most ~64M floats of per-sample outputs at a time
+    n_out = None
+    scores: list[float] = []
+    start = 0
+    while start < len(perturbations):
+        if n_out is None:
+            chunk = 1
+        else:
+            chunk = max(1, (1 << 26) // max(engine.n * n_out, 1))
+        out = (
+            engine.evaluate(perturbations[start : start + chunk], stat, per_sample=True)
+            .cpu()
+            .numpy()
+        )
+        n_out = out.shape[-1]
+        scores.extend(scoring.finalize(o) for o in out)
+        start += chunk
+    return np.array(scores)
+
+
+# ----------------------------------------------------------------------------
+# base class
+# ----------------------------------------------------------------------------
+class BaseModalityExplainer(BaseEstimator):
+    """Base of all modality explainers.
+
+    Subclasses implement :meth:`explain`. ``fit`` stores the explanation in
+    ``explanation_`` and the headline attribute (``_headline``); ``score``
+    returns minus the total-variation distance between the modality shares
+    and ``target`` (uniform when None), so higher is better and 0 is perfect;
+    calling the explainer as ``explainer(estimator, X, y)`` returns ``score``,
+    which makes it a scikit-learn scorer.
+    """
+
+    _headline = "shares_"
+    _headline_field = "shares"
+
+    def explain(
+        self, model: Any, X: Any, y: Any = None
+    ) -> ModalityExplanation:  # pragma: no cover
+        raise NotImplementedError
+
+    def fit(self, model: Any, X: Any, y: Any = None) -> BaseModalityExplainer:
+        """Explain ``model`` on ``(X, y)`` and store the result.
+
+        Sets ``explanation_`` and the headline attribute. Returns ``self``.
+        """
+        expl = self.explain(model, X, y)
+        self.explanation_ = expl
+        setattr(self, self._headline, getattr(expl, self._headline_field))
+        return self
+
+    def score(self, model: Any, X: Any, y: Any = None) -> float:
+        """Balance score: minus the distance of the shares to ``target`` (0 is perfect)."""
+        return self._score_explanation(self.explain(model, X, y))
+
+    def __call__(self, estimator: Any, X: Any, y: Any = None) -> float:
+        """scikit-learn scorer protocol: ``scorer(estimator, X, y) -> float``."""
+        return self.score(estimator, X, y)
+
+    def _score_explanation(self, expl: ModalityExplanation) -> float:
+        if not np.all(np.isfinite(expl.shares)):
+            return float("nan")
+        target = check_target(getattr(self, "target", None), expl.modalities)
+        return -utilization_distance(dict(zip(expl.modalities, expl.shares)), target)
+
+    # -- helpers ------------------------------------------------------------
+    def _prepare(
+        self, model: Any, X: Any, y: Any, *, need_y: bool = True
+    ) -> tuple[ModelAdapter, ModalityDict, np.ndarray | None, Any]:
+        """Adapter, validated X, class-index y and the raw y."""
+        adapter = ModelAdapter(
+            model,
+            loss_fn=getattr(self, "loss_fn", None),
+            device=getattr(self, "device", None),
+        )
+        Xv = adapter.check_X(X)
+        if adapter.modalities is None:
+            adapter.modalities = Xv.modalities
+        if y is None:
+            if need_y:
+                raise ValueError(
+                    f"{type(self).__name__} needs y (targets) to score the model"
+                )
+            return adapter, Xv, None, None
+        y_idx = adapter.encode_y(y, len(Xv))
+        return adapter, Xv, y_idx, y
+
+    @staticmethod
+    def _check_target_param(target: Any, modalities: tuple[str, ...]) -> None:
+        if target is not None and not isinstance(target, Mapping):
+            raise TypeError("target must be a dict {modality: share} summing to 1")
+        check_target(target, modalities)
