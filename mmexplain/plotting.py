@@ -73,11 +73,12 @@ def plot_shares(
         if title is not None
         else labels.get(explanation.method, explanation.method)
     )
-    for xi, s in zip(x, shares):
+    tops = shares + (np.nan_to_num(err) if err is not None else 0.0)
+    for xi, s, top in zip(x, shares, tops):
         if np.isfinite(s):
             ax.annotate(
                 f"{s:.1f}%",
-                (xi, s),
+                (xi, top),
                 ha="center",
                 va="bottom",
                 fontsize=8,
