@@ -229,13 +229,14 @@ class MMTM(nn.Module):
         update = self.training and not rebalanced and not ablated
         if update:
             with torch.no_grad():
-                t = self.num_batches_tracked.item()
+                # 0-d tensor, not .item(): no device sync per training step
+                count = self.num_batches_tracked + 1
                 for m, s, g in zip(self.modalities, squeezes, gates):
                     for buf, batch in (
                         (self.running_squeeze(m), s.mean(dim=0)),
                         (self.running_gate(m), g.mean(dim=0)),
                     ):
-                        buf.add_((batch.to(buf.dtype) - buf) / (t + 1))
+                        buf.add_((batch.to(buf.dtype) - buf) / count)
                 self.num_batches_tracked.add_(1)
 
         outs = []
