@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "ModalityDict": "mmexplain.data",
+    "ModalityExplanation": "mmexplain.results",
     "ModalityTransformer": "mmexplain.preprocessing",
     "MultimodalClassifier": "mmexplain.estimators",
     "MultimodalSegmenter": "mmexplain.estimators",
@@ -31,6 +32,8 @@ _SUBMODULES = {
     "modules",
     "plotting",
     "preprocessing",
+    "results",
+    "callbacks",
 }
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "MLPEncoder",
     "MMTMNet",
     "ModalityDict",
+    "ModalityExplanation",
     "ModalityTransformer",
     "MultimodalClassifier",
     "MultimodalSegmenter",
@@ -57,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
         MMTMNet,
     )
     from mmexplain.preprocessing import ModalityTransformer
+    from mmexplain.results import ModalityExplanation
 
 
 def __getattr__(name: str) -> Any:

@@ -256,6 +256,12 @@ def make_stat(
     """
     ignore = adapter.ignore_index
 
+    weight = getattr(adapter.criterion, "weight", None)
+    weighted = (
+        isinstance(adapter.criterion, nn.CrossEntropyLoss | nn.NLLLoss)
+        and weight is not None
+    )
+
     def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         valid = _valid_mask(y, ignore)
         per = adapter.elementwise_loss(logits, y)
@@ -264,7 +270,13 @@ def make_stat(
             if per.shape == y.shape
             else per
         )
-        return torch.stack([_flat_sum(per.float()), _flat_sum(valid.float())], dim=1)
+        if weighted:
+            # the criterion's mean divides by the summed class weights of the targets
+            safe_y = torch.where(valid, y, torch.zeros_like(y))
+            count = weight.to(logits.device)[safe_y] * valid
+        else:
+            count = valid.float()
+        return torch.stack([_flat_sum(per.float()), _flat_sum(count.float())], dim=1)
 
     def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         valid = _valid_mask(y, ignore)
