@@ -6,7 +6,20 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import estimator_checks as ec
 
 from mmexplain import ModalityTransformer, MultimodalClassifier, MultimodalSegmenter
-from mmexplain.balancers import ModalityDropout
+from mmexplain.balancers import (
+    OGMGE,
+    AttributionRegularizer,
+    GreedyBalancer,
+    ModalityDropout,
+    SampleValuation,
+    UtilizationTarget,
+)
+from mmexplain.explainers import (
+    ConditionalUtilization,
+    GradientModalityAttribution,
+    ModalityShapley,
+    PermutationModalityImportance,
+)
 
 API_CHECKS = [
     ec.check_estimator_cloneable,
@@ -25,11 +38,20 @@ ESTIMATORS = [
     MultimodalClassifier(balancer=ModalityDropout(p=0.1)),
     MultimodalSegmenter(balancer=ModalityDropout()),
     ModalityDropout(),
+    GreedyBalancer(),
+    OGMGE(),
+    UtilizationTarget({"a": 0.5, "b": 0.5}),
+    AttributionRegularizer({"a": 0.5, "b": 0.5}),
+    SampleValuation(),
     ModalityTransformer({"eo": StandardScaler()}),
+    PermutationModalityImportance(),
+    ConditionalUtilization(),
+    ModalityShapley(),
+    GradientModalityAttribution(),
 ]
 # skorch nets set history_/initialized_/virtual_params_ in __init__ by design,
 # so check_no_attributes_set_in_init applies only to the pure sklearn objects.
-PURE = [ModalityDropout(), ModalityTransformer({"eo": StandardScaler()})]
+PURE = [e for e in ESTIMATORS if not hasattr(e, "module")]
 
 
 def _id(est):

@@ -1,6 +1,20 @@
 """Training-time modality balancers (see :mod:`mmexplain.balancers.base` for the protocol)."""
 
+from mmexplain.balancers.attribution import AttributionRegularizer
 from mmexplain.balancers.base import Balancer, check_target
 from mmexplain.balancers.dropout import ModalityDropout
+from mmexplain.balancers.greedy import GreedyBalancer
+from mmexplain.balancers.ogm import OGMGE
+from mmexplain.balancers.target import UtilizationTarget
+from mmexplain.balancers.valuation import SampleValuation
 
-__all__ = ["Balancer", "ModalityDropout", "check_target"]
+__all__ = [
+    "AttributionRegularizer",
+    "Balancer",
+    "GreedyBalancer",
+    "ModalityDropout",
+    "OGMGE",
+    "SampleValuation",
+    "UtilizationTarget",
+    "check_target",
+]

@@ -1,0 +1,177 @@
+"""Utilization-target training (seed 001, Singh et al. 2024)."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mmexplain.balancers.base import Balancer, check_target
+from mmexplain.balancers.ogm import encoder_parameters
+
+__all__ = ["UtilizationTarget", "batch_utilization"]
+
+
+def batch_utilization(
+    module: Any,
+    Z: dict[str, torch.Tensor],
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    eps: float = 1e-8,
+) -> torch.Tensor:
+    """Differentiable in-batch permutation utilization shares (M,), summing to 1.
+
+    ``MU_m = CE(fuse(Z with z_m's rows permuted within the batch), y) -
+    CE(fuse(Z), y)``; shares are ``relu(MU) / sum relu(MU)``. They depend
+    smoothly on the fusion head's weights (and on the encoders through
+    ``Z``), which is what makes a utilization *target* trainable.
+    """
+    base = F.cross_entropy(logits, y)
+    n = logits.shape[0]
+    mus = []
+    for m in Z:
+        perm = torch.randperm(
+            n,
+            generator=generator,
+            device=generator.device if generator is not None else None,
+        )
+        perm = perm.to(Z[m].device)
+        Zp = dict(Z)
+        Zp[m] = Z[m].index_select(0, perm)
+        mus.append(F.cross_entropy(module.fuse(**Zp), y) - base)
+    mu = torch.relu(torch.stack(mus))
+    return mu / (mu.sum() + eps)
+
+
+class UtilizationTarget(Balancer):
+    """Train so that modality utilization approaches a user target (seed 001).
+
+    Loss = task loss + ``lambda(t) * sum_m |u_m - target_m|`` where ``u`` are
+    the in-batch permutation utilization shares (:func:`batch_utilization`:
+    each modality's embedding rows are permuted within the mini-batch, which
+    makes the shares differentiable functions of the network's weights).
+    ``lambda`` warms up with a clipped exponential schedule,
+    ``lambda(epoch) = strength * min(1, exp(epoch - warmup))``, because
+    optimizing the utilization term from the start traps the network (seed
+    001). As in the paper, ``freeze_encoders=True`` trains only the fusion /
+    decision layers on top of encoders that are kept fixed (pre-trained, e.g.
+    by a first vanilla ``fit`` with ``warm_start``).
+
+    Measured utilization (whole-set permutation,
+    :class:`~mmexplain.explainers.PermutationModalityImportance`) is what the
+    target refers to; the in-batch estimate is its training-time proxy.
+
+    Parameters
+    ----------
+    target : dict of str to float
+        Target shares ``{modality: share}`` summing to 1, e.g.
+        ``{'eo': 0.75, 'sar': 0.25}``.
+    strength : float, default=1.0
+        Weight ``lambda`` of the utilization term after warm-up.
+    warmup : int, default=2
+        Epoch at which ``lambda`` reaches ``strength``.
+    freeze_encoders : bool, default=False
+        Keep every modality encoder fixed; train the fusion head only.
+    random_state : int, RandomState or None, default=None
+        Seeds the in-batch permutations (default: the estimator's seed).
+
+    Examples
+    --------
+    >>> from mmexplain import MultimodalClassifier
+    >>> from mmexplain.balancers import UtilizationTarget
+    >>> from mmexplain.datasets import make_multimodal_classification
+    >>> X, y = make_multimodal_classification(n_samples=200, random_state=0)
+    >>> clf = MultimodalClassifier(balancer=UtilizationTarget({"a": 0.5, "b": 0.5}),
+    ...                            max_epochs=2, random_state=0).fit(X, y)
+    >>> sorted(clf.history[-1, "batch_utilization"])
+    ['a', 'b']
+    """
+
+    requires = "a model with encode/fuse methods (e.g. LateFusionNet)"
+
+    def __init__(
+        self,
+        target: dict[str, float] | None = None,
+        strength: float = 1.0,
+        warmup: int = 2,
+        freeze_encoders: bool = False,
+        random_state: Any = None,
+    ) -> None:
+        self.target = target
+        self.strength = strength
+        self.warmup = warmup
+        self.freeze_encoders = freeze_encoders
+        self.random_state = random_state
+
+    def check_model(self, net: Any) -> None:
+        module = net.module_
+        if not (
+            callable(getattr(module, "encode", None))
+            and callable(getattr(module, "fuse", None))
+        ):
+            raise TypeError(
+                f"UtilizationTarget needs {self.requires}; {type(module).__name__} has none"
+            )
+
+    def on_train_begin(self, net: Any, X: Any, y: Any) -> None:
+        module = net.module_
+        modalities = tuple(X.keys())
+        if self.target is None:
+            raise ValueError(
+                "UtilizationTarget needs target={modality: share} summing to 1"
+            )
+        target = check_target(self.target, modalities)
+        if not isinstance(self.strength, Real) or self.strength < 0:
+            raise ValueError(f"strength must be a number >= 0, got {self.strength!r}")
+        if not isinstance(self.warmup, Integral) or self.warmup < 0:
+            raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
+        device = next(module.parameters()).device
+        self.modalities_ = modalities
+        self.target_ = torch.tensor([target[m] for m in modalities], device=device)
+        self.generator_ = self._make_generator(net, device)
+        if self.freeze_encoders:
+            for m in modalities:
+                for p in encoder_parameters(module, m):
+                    p.requires_grad_(False)
+                    p.grad = None
+
+    def lambda_(self, epoch: int) -> float:
+        """Weight of the utilization term at ``epoch`` (0-based)."""
+        return float(self.strength) * min(1.0, math.exp(epoch - int(self.warmup)))
+
+    def on_epoch_begin(self, net: Any, epoch: int, X: Any, y: Any) -> None:
+        self.epoch_ = epoch
+        self.share_sum_ = torch.zeros(len(self.modalities_), dtype=torch.float64)
+        self.steps_ = 0
+        return None
+
+    def forward(self, net: Any, X: dict[str, torch.Tensor]) -> torch.Tensor:
+        module = net.module_
+        Z = module.encode(**X)
+        if self.freeze_encoders:
+            Z = {m: z.detach() for m, z in Z.items()}
+        self.Z_ = Z
+        return module.fuse(**Z)
+
+    def penalty(
+        self, net: Any, X: Any, y: torch.Tensor, y_pred: torch.Tensor
+    ) -> torch.Tensor | None:
+        lam = self.lambda_(self.epoch_)
+        Z, self.Z_ = self.Z_, None
+        shares = batch_utilization(net.module_, Z, y_pred, y, generator=self.generator_)
+        self.share_sum_ += shares.detach().double().cpu()
+        self.steps_ += 1
+        if lam == 0:
+            return None
+        return lam * (shares - self.target_).abs().sum()
+
+    def on_epoch_end(self, net: Any, epoch: int) -> None:
+        if self.steps_:
+            mean = (100 * self.share_sum_ / self.steps_).tolist()
+            net.history.record("batch_utilization", dict(zip(self.modalities_, mean)))
+            net.history.record("utilization_lambda", self.lambda_(epoch))
