@@ -156,6 +156,13 @@ class TensorBatchIterator:
                 yield Xb, yb
 
 
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. arrays or tensors: compare by identity only
+        return False
+
+
 def _softmax_dim1(logits: torch.Tensor) -> torch.Tensor:
     """Class probabilities: softmax over the class axis (1), also for (N, C, H, W)."""
     return torch.softmax(logits, dim=1)
@@ -232,19 +239,35 @@ class _MultimodalNetMixin:
     # -- initialization ---------------------------------------------------
     def initialize(self) -> Any:
         """Build module, criterion, optimizer and the fitted balancer copy."""
+        self.seed_ = self._draw_seed()
+        with self._torch_rng(0):
+            super().initialize()  # type: ignore[misc]
+        self._init_balancer()
+        return self
+
+    def _init_balancer(self) -> None:
+        """Fresh fitted copy of ``balancer`` (checked against the module)."""
         if self.balancer is not None and not isinstance(self.balancer, Balancer):
             raise TypeError(
                 "balancer must be an mmexplain balancer (e.g. "
                 "mmexplain.balancers.ModalityDropout()), got "
                 f"{type(self.balancer).__name__}"
             )
-        self.seed_ = self._draw_seed()
-        with self._torch_rng(0):
-            super().initialize()  # type: ignore[misc]
         self.balancer_ = None if self.balancer is None else clone(self.balancer)
         if self.balancer_ is not None:
             self.balancer_.check_model(self)
-        return self
+
+    def _balancer_is_current(self) -> bool:
+        fitted = getattr(self, "balancer_", None)
+        if self.balancer is None or fitted is None:
+            return self.balancer is None and fitted is None
+        if type(fitted) is not type(self.balancer):
+            return False
+        theirs, ours = (
+            self.balancer.get_params(deep=False),
+            fitted.get_params(deep=False),
+        )
+        return all(theirs[k] is ours[k] or _same(theirs[k], ours[k]) for k in theirs)
 
     def _module_defaults(self) -> dict[str, Any]:
         """Constructor arguments inferred from the training data."""
@@ -347,6 +370,8 @@ class _MultimodalNetMixin:
         Xv, yv = self._validate_fit(X, y, reset=reset)
         if reset:
             self.initialize()
+        else:  # warm start: keep the module, start the (possibly new) balancer afresh
+            self._init_balancer()
         return self._partial_fit_validated(Xv, yv, **fit_params)
 
     def partial_fit(
@@ -357,6 +382,8 @@ class _MultimodalNetMixin:
         Xv, yv = self._validate_fit(X, y, reset=reset)
         if reset:
             self.initialize()
+        elif not self._balancer_is_current():  # balancer set or changed since
+            self._init_balancer()
         return self._partial_fit_validated(Xv, yv, **fit_params)
 
     def _partial_fit_validated(

@@ -367,3 +367,22 @@ def test_mmtm_trains_on_sum_of_branch_losses():
         float(expected.detach()), rel=1e-5
     )
     assert clf.module_.modalities == ("color", "gray")
+
+
+def test_warm_start_switches_in_a_new_balancer(two_modal, two_tower):
+    X, y = two_modal
+    clf = MultimodalClassifier(
+        two_tower, max_epochs=2, warm_start=True, random_state=0
+    ).fit(X, y)
+    assert clf.balancer_ is None
+    before = weights(clf)
+    clf.set_params(balancer=ModalityDropout(p=0.2))
+    clf.fit(X, y)  # keeps the trained module, starts the new balancer
+    assert isinstance(clf.balancer_, ModalityDropout) and clf.balancer_.p == 0.2
+    assert len(clf.history) == 4 and not same_weights(before, weights(clf))
+    clf.set_params(balancer__p=0.5)
+    clf.partial_fit(X, y)  # a changed balancer parameter is picked up
+    assert clf.balancer_.p == 0.5
+    fitted = clf.balancer_
+    clf.partial_fit(X, y)  # unchanged: the same fitted balancer continues
+    assert clf.balancer_ is fitted
