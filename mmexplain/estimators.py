@@ -254,6 +254,12 @@ class _MultimodalNetMixin:
                 f"{type(self.balancer).__name__}"
             )
         self.balancer_ = None if self.balancer is None else clone(self.balancer)
+        if "balancer_" not in self.cuda_dependent_attributes_:
+            # pickled together with module_ and optimizer_ so that a balancer's
+            # references to the module's parameters survive a pickle round trip
+            self.cuda_dependent_attributes_ = self.cuda_dependent_attributes_[:] + [
+                "balancer_"
+            ]
         if self.balancer_ is not None:
             self.balancer_.check_model(self)
 
@@ -285,6 +291,18 @@ class _MultimodalNetMixin:
             from mmexplain.modules import build_module
 
             kwargs = {"n_classes": self._module_defaults()["n_classes"], **kwargs}
+            allowed = set(inspect.signature(build_module).parameters) - {
+                "input_shapes",
+                "task",
+            }
+            unknown = sorted(set(kwargs) - allowed)
+            if unknown:
+                raise ValueError(
+                    f"module=None builds the default network, which takes module__ "
+                    f"arguments {sorted(allowed - {'n_classes'})}; got unknown "
+                    + ", ".join(f"module__{k}" for k in unknown)
+                    + " (pass module=... to use another network)"
+                )
             self.module_ = build_module(self.input_shapes_, task=self._task, **kwargs)
             return self
         module = self.module

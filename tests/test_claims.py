@@ -143,12 +143,15 @@ def test_attribution_regularizer_moves_ratio_with_accuracy_kept():
     kw = dict(max_epochs=30, lr=3e-3, random_state=0, module__embedding_dim=16)
     vanilla = MultimodalClassifier(**kw).fit(Xtr, ytr)
     amr = MultimodalClassifier(
-        balancer=AttributionRegularizer({"pixel": 0.5, "morphological": 0.5}), **kw
+        balancer=AttributionRegularizer(
+            {"pixel": 0.5, "morphological": 0.5}, strength=3.0
+        ),
+        **kw,
     ).fit(Xtr, ytr)
     attr = GradientModalityAttribution()
     s_vanilla = attr.explain(vanilla, Xte).shares[0]
     s_amr = attr.explain(amr, Xte).shares[0]
-    # measured: pixel share 26.8% -> 49.2%; accuracy 0.945 -> 0.935
+    # measured: pixel share 26.8% -> 49.5%; accuracy 0.945 -> 0.945 (strength 1: 41.6%)
     assert abs(s_vanilla - 50) > 15
     assert abs(s_amr - 50) < 5
     assert amr.score(Xte, yte) >= vanilla.score(Xte, yte) - 0.015

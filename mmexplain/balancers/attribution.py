@@ -21,11 +21,16 @@ class AttributionRegularizer(Balancer):
     encoder outputs, L2-pooled, normalized per sample; see
     :class:`~mmexplain.explainers.GradientModalityAttribution`) and ``r`` the
     target ratio. As in the paper it updates **only the fusion and classifier
-    parameters**, through a second optimizer: the term is computed on
-    detached embeddings (so no gradient reaches the encoders) and its
-    gradients are applied by the balancer's own optimizer (same class as the
-    estimator's, learning rate ``lr`` or the estimator's), while the task
-    loss trains everything through the estimator's optimizer.
+    parameters**: the term is computed from *detached* embeddings, so its
+    gradient reaches the fusion head and never the encoders, which are
+    trained by the task loss alone.
+
+    The paper restricts the update with a second optimizer over the head.
+    Here the term's gradient is added to the head's gradients before the
+    estimator's optimizer step, which has the same effect on which
+    parameters move but keeps ``strength`` meaningful with adaptive
+    optimizers such as Adam (a separate Adam stepping on the term alone
+    ignores its scale).
 
     Parameters
     ----------
@@ -34,8 +39,6 @@ class AttributionRegularizer(Balancer):
         (e.g. ``{'a': 0.5, 'b': 0.5}``).
     strength : float, default=1.0
         ``lambda``.
-    lr : float or None, default=None
-        Learning rate of the second optimizer (None: the estimator's ``lr``).
 
     Examples
     --------
@@ -52,14 +55,10 @@ class AttributionRegularizer(Balancer):
     requires = "a model with encode/fuse methods (e.g. LateFusionNet)"
 
     def __init__(
-        self,
-        target: dict[str, float] | None = None,
-        strength: float = 1.0,
-        lr: float | None = None,
+        self, target: dict[str, float] | None = None, strength: float = 1.0
     ) -> None:
         self.target = target
         self.strength = strength
-        self.lr = lr
 
     def check_model(self, net: Any) -> None:
         module = net.module_
@@ -80,23 +79,9 @@ class AttributionRegularizer(Balancer):
         target = check_target(self.target, modalities)
         if not isinstance(self.strength, Real) or self.strength < 0:
             raise ValueError(f"strength must be a number >= 0, got {self.strength!r}")
-        module = net.module_
-        device = next(module.parameters()).device
+        device = next(net.module_.parameters()).device
         self.modalities_ = modalities
         self.target_ = torch.tensor([target[m] for m in modalities], device=device)
-        # the fusion/classifier parameters: those the term reaches from detached embeddings
-        encoder_ids = set()
-        encoders = getattr(module, "encoders", None)
-        if encoders is not None:
-            encoder_ids = {id(p) for p in encoders.parameters()}
-        self.head_params_ = [
-            p
-            for p in module.parameters()
-            if p.requires_grad and id(p) not in encoder_ids
-        ]
-        if getattr(self, "optimizer_", None) is None:
-            lr = float(self.lr) if self.lr is not None else float(net.lr)
-            self.optimizer_ = net.optimizer(self.head_params_, lr=lr)
 
     def on_epoch_begin(self, net: Any, epoch: int, X: Any, y: Any) -> None:
         self.share_sum_ = torch.zeros(len(self.modalities_), dtype=torch.float64)
@@ -109,28 +94,23 @@ class AttributionRegularizer(Balancer):
         self.Z_ = {m: z.detach() for m, z in Z.items()}
         return module.fuse(**Z)
 
-    def after_backward(self, net: Any, X: Any, y: torch.Tensor) -> None:
-        module = net.module_
+    def penalty(
+        self, net: Any, X: Any, y: torch.Tensor, y_pred: torch.Tensor
+    ) -> torch.Tensor | None:
         Z = {m: z.requires_grad_(True) for m, z in self.Z_.items()}
         self.Z_ = None
-        out = module.fuse(**Z)
-        shares = modality_attribution(Z, out, create_graph=True)  # (B, M)
+        shares = modality_attribution(
+            Z, net.module_.fuse(**Z), create_graph=True
+        )  # (B, M)
         valid = torch.isfinite(shares).all(dim=1)
         if not bool(valid.any()):
-            return
+            return None
         a = shares[valid].mean(dim=0)
         self.share_sum_ += a.detach().double().cpu()
         self.steps_ += 1
-        term = float(self.strength) * (a - self.target_).abs().sum()
-        grads = torch.autograd.grad(term, self.head_params_, allow_unused=True)
-        # second optimizer: step with the regularizer's gradients only, then
-        # restore the task gradients for the estimator's optimizer
-        saved = [p.grad for p in self.head_params_]
-        for p, g in zip(self.head_params_, grads):
-            p.grad = None if g is None else g.detach()
-        self.optimizer_.step()
-        for p, g in zip(self.head_params_, saved):
-            p.grad = g
+        if self.strength == 0:
+            return None
+        return float(self.strength) * (a - self.target_).abs().sum()
 
     def on_epoch_end(self, net: Any, epoch: int) -> None:
         if self.steps_:

@@ -134,11 +134,19 @@ class UtilizationTarget(Balancer):
         self.modalities_ = modalities
         self.target_ = torch.tensor([target[m] for m in modalities], device=device)
         self.generator_ = self._make_generator(net, device)
+        self.frozen_ = []
         if self.freeze_encoders:
             for m in modalities:
                 for p in encoder_parameters(module, m):
                     p.requires_grad_(False)
                     p.grad = None
+                    self.frozen_.append(p)
+
+    def on_train_end(self, net: Any) -> None:
+        """Unfreeze the encoders again (they are frozen only while this balancer trains)."""
+        for p in getattr(self, "frozen_", []):
+            p.requires_grad_(True)
+        self.frozen_ = []
 
     def lambda_(self, epoch: int) -> float:
         """Weight of the utilization term at ``epoch`` (0-based)."""
@@ -164,8 +172,11 @@ class UtilizationTarget(Balancer):
         lam = self.lambda_(self.epoch_)
         Z, self.Z_ = self.Z_, None
         shares = batch_utilization(net.module_, Z, y_pred, y, generator=self.generator_)
-        self.share_sum_ += shares.detach().double().cpu()
-        self.steps_ += 1
+        if (
+            float(shares.detach().sum()) > 0
+        ):  # undefined when no modality has positive MU
+            self.share_sum_ += shares.detach().double().cpu()
+            self.steps_ += 1
         if lam == 0:
             return None
         return lam * (shares - self.target_).abs().sum()

@@ -1,0 +1,108 @@
+"""Smoke tests of the example scripts in ``examples/``.
+
+Each example runs as a subprocess (``sys.executable path``) in QUICK mode
+(``MMEXPLAIN_QUICK=1``: a few epochs on little data) with its figures written
+to a temporary directory (``MMEXPLAIN_EXAMPLES_OUT``); the test checks the
+exit code and that the expected PNG files were written. The numbers the
+examples print are not checked: QUICK mode is too short for them to mean
+anything.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+
+#: example script -> figures it must write
+EXPECTED = {
+    "quickstart.py": ["quickstart_permutation.png", "quickstart_shap_beeswarm.png"],
+    "grid_search_balance.py": ["grid_search_balance.png"],
+    "segmentation_utilization.py": [
+        "segmentation_utilization.png",
+        "segmentation_rgb_blackout.png",
+    ],
+    "colored_digits_conditional.py": ["colored_digits_conditional.png"],
+    "noise_robustness.py": ["noise_robustness.png"],
+}
+
+TIMEOUT_S = 180
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+Run = tuple[subprocess.Popen, Path, Path]  # process, output directory, log file
+
+
+def _start(script: str, out: Path) -> Run:
+    env = {
+        **os.environ,
+        "MMEXPLAIN_QUICK": "1",
+        "MMEXPLAIN_EXAMPLES_OUT": str(out),
+        "MPLBACKEND": "Agg",
+        # one thread per process: the scripts run side by side, and OpenMP
+        # threads competing for busy cores are many times slower
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    log = out / "output.txt"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, str(EXAMPLES_DIR / script)],
+            cwd=out,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, out, log
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    """``run(script) -> (process, output dir, log)``, starting it if needed.
+
+    The first call starts every example at once: most of each run is spent
+    importing torch and friends, so running them side by side roughly halves
+    the wall time on a 2-core machine. Under pytest-xdist each worker starts
+    only the examples it is given.
+    """
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pandas")
+    runs: dict[str, Run] = {}
+    lazy = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+    def run(script: str) -> Run:
+        for name in [script] if lazy else list(EXPECTED):
+            if name not in runs:
+                out = tmp_path_factory.mktemp(name.removesuffix(".py"))
+                runs[name] = _start(name, out)
+        return runs[script]
+
+    yield run
+    for proc, _, _ in runs.values():  # e.g. after a failure with -x
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("script", list(EXPECTED))
+def test_example_runs_and_writes_figures(script, example_run):
+    if script == "quickstart.py":
+        pytest.importorskip("shap")
+    proc, out, log = example_run(script)
+    try:
+        returncode = proc.wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail(f"{script} did not finish within {TIMEOUT_S} s")
+    output = log.read_text()
+    assert returncode == 0, f"{script} exited with {returncode}:\n{output[-4000:]}"
+    for name in EXPECTED[script]:
+        figure = out / name
+        assert figure.is_file(), f"{script} did not write {name}:\n{output[-2000:]}"
+        assert figure.read_bytes()[:8] == PNG_SIGNATURE, f"{name} is not a PNG file"
+    assert "done in" in output, output[-2000:]
