@@ -98,7 +98,7 @@ class ModalityDropout(Balancer):
         device = next(iter(X.values())).device
         self.modalities_ = names
         self.probs_ = torch.tensor(probs, dtype=torch.float32, device=device)
-        self.droppable_ = torch.tensor([m in droppable for m in names], device=device)
+        self.droppable_ = [m in droppable for m in names]
         self.generator_ = self._make_generator(net, device)
         if self.fill == "mean":
             self.means_ = {m: X[m].float().mean(dim=0, keepdim=True) for m in names}
@@ -116,25 +116,26 @@ class ModalityDropout(Balancer):
         mask = u < self.probs_.to(device)
         # a row that would lose every modality keeps one droppable modality,
         # chosen uniformly (all-dropped rows only arise when all are droppable)
-        full = mask.all(dim=1)
+        full = mask.all(dim=1, keepdim=True)
         keep = torch.randint(0, m, (rows,), generator=gen, device=device)
-        mask[full, keep[full]] = False
+        mask = mask & ~(full & torch.nn.functional.one_hot(keep, m).bool())
         return mask.expand(n, m) if rows == 1 else mask
 
     def transform_batch(
         self, net: Any, X: dict[str, torch.Tensor], y: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         first = next(iter(X.values()))
-        mask = self.drop_mask(first.shape[0], first.device)
+        keep = (~self.drop_mask(first.shape[0], first.device)).to(first.dtype)
         out = {}
         for j, m in enumerate(self.modalities_):
             x = X[m]
-            if not bool(self.droppable_[j]):
+            if not self.droppable_[j]:
                 out[m] = x
                 continue
-            keep = (~mask[:, j]).to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
-            if self.means_ is None:
-                out[m] = x * keep
-            else:
-                out[m] = x * keep + self.means_[m].to(x.dtype) * (1 - keep)
+            k = keep[:, j].to(x.dtype).view(-1, *([1] * (x.dim() - 1)))
+            out[m] = (
+                x * k
+                if self.means_ is None
+                else x * k + self.means_[m].to(x.dtype) * (1 - k)
+            )
         return out, y

@@ -115,10 +115,26 @@ class OGMGE(Balancer):
         self.params_ = {m: encoder_parameters(module, m) for m in self.modalities_}
         device = next(module.parameters()).device
         self.generator_ = self._make_generator(net, device)
+        # (D, M) 0/1 projection from fused columns to modalities: all uni-modal
+        # logits of a batch at once
+        proj = torch.zeros(
+            module.head.in_features, len(self.modalities_), device=device
+        )
+        for j, m in enumerate(self.modalities_):
+            proj[self.slices_[m], j] = 1.0
+        self.proj_ = proj
+        self.flat_params_ = [p for m in self.modalities_ for p in self.params_[m]]
+        self.param_modality_ = torch.tensor(
+            [j for j, m in enumerate(self.modalities_) for _ in self.params_[m]],
+            device=device,
+        )
+        self.numels_ = [p.numel() for p in self.flat_params_]
 
     def on_epoch_begin(self, net: Any, epoch: int, X: Any, y: Any) -> None:
         self.epoch_ = epoch
-        self.coef_sum_ = torch.zeros(len(self.modalities_), dtype=torch.float64)
+        self.coef_sum_ = torch.zeros(
+            len(self.modalities_), dtype=torch.float64, device=self.proj_.device
+        )
         self.coef_steps_ = 0
         return None
 
@@ -135,11 +151,20 @@ class OGMGE(Balancer):
         M = len(self.modalities_)
         W = head.weight.detach()
         b = head.bias.detach() / M if head.bias is not None else 0.0
-        scores = []
-        for m in self.modalities_:
-            out = Z[m].reshape(Z[m].shape[0], -1) @ W[:, self.slices_[m]].T + b
-            scores.append(torch.softmax(out, dim=1).gather(1, y.view(-1, 1)).sum())
-        s = torch.stack(scores)
+        fused = torch.cat(
+            [Z[m].reshape(Z[m].shape[0], -1) for m in self.modalities_], dim=1
+        )
+        # out[b, m, c] = sum over m's columns d of fused[b, d] * W[c, d]: elementwise
+        # products, then one small matmul with the (D, M) projection (cheaper than einsum)
+        proj = self.proj_.to(fused.dtype)
+        out = ((fused.unsqueeze(1) * W.unsqueeze(0)) @ proj).transpose(
+            1, 2
+        ) + b  # (B, M, C)
+        s = (
+            torch.softmax(out, dim=2)
+            .gather(2, y.view(-1, 1, 1).expand(-1, M, 1))
+            .sum(dim=(0, 2))
+        )
         others = (s.sum() - s) / (M - 1)
         rho = s / others.clamp_min(1e-12)
         return torch.where(
@@ -152,8 +177,34 @@ class OGMGE(Balancer):
         if not (self.start_epoch <= self.epoch_ <= self.end_epoch):
             return
         coeff = self.coefficients(self.Z_, y, net.module_.head)
-        self.coef_sum_ += coeff.detach().double().cpu()
+        self.Z_ = None
+        self.coef_sum_ += coeff.detach().double()
         self.coef_steps_ += 1
+        grads = [p.grad for p in self.flat_params_]
+        if any(g is None for g in grads):  # rare: edit tensor by tensor
+            self._edit_one_by_one(coeff)
+            return
+        factors = list(coeff[self.param_modality_].to(grads[0].dtype).unbind())
+        if not self.noise:
+            torch._foreach_mul_(grads, factors)
+            return
+        # per-tensor std of the original gradients (unbiased), from sums and norms
+        n = torch.tensor(self.numels_, dtype=grads[0].dtype, device=grads[0].device)
+        sq = torch.stack(torch._foreach_norm(grads)).pow(2)
+        sums = torch.stack([g.sum() for g in grads])
+        std = ((sq - sums * sums / n) / (n - 1).clamp_min(1)).clamp_min(0).sqrt()
+        noise = torch.randn(
+            sum(self.numels_),
+            generator=self.generator_,
+            device=grads[0].device,
+            dtype=grads[0].dtype,
+        )
+        noises = [t.view_as(g) for t, g in zip(noise.split(self.numels_), grads)]
+        torch._foreach_mul_(noises, list((std + 1e-8).unbind()))
+        torch._foreach_mul_(grads, factors)
+        torch._foreach_add_(grads, noises)
+
+    def _edit_one_by_one(self, coeff: torch.Tensor) -> None:
         for j, m in enumerate(self.modalities_):
             for p in self.params_[m]:
                 if p.grad is None:
@@ -169,9 +220,8 @@ class OGMGE(Balancer):
                         dtype=g.dtype,
                     ) * (std + 1e-8)
                 p.grad = new
-        self.Z_ = None
 
     def on_epoch_end(self, net: Any, epoch: int) -> None:
         if self.coef_steps_:
-            mean = (self.coef_sum_ / self.coef_steps_).tolist()
+            mean = (self.coef_sum_ / self.coef_steps_).cpu().tolist()
             net.history.record("ogm_coefficients", dict(zip(self.modalities_, mean)))
