@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["confusion_counts", "mean_iou", "utilization_distance"]
+__all__ = ["check_target", "confusion_counts", "mean_iou", "utilization_distance"]
 
 
 def confusion_counts(
@@ -94,3 +94,39 @@ def utilization_distance(
     if (s < 0).any() or (t < 0).any() or s.sum() <= 0 or t.sum() <= 0:
         raise ValueError("shares and target must be non-negative with a positive sum")
     return float(0.5 * np.abs(s / s.sum() - t / t.sum()).sum())
+
+
+def check_target(
+    target: Mapping[str, float] | None,
+    modalities: tuple[str, ...],
+    *,
+    atol: float = 1e-6,
+) -> dict[str, float] | None:
+    """Validate a utilization target ``{modality: share}`` that must sum to 1.
+
+    Returns the target in modality order; ``None`` stays ``None``.
+    """
+    if target is None:
+        return None
+    if not isinstance(target, Mapping):
+        raise TypeError(
+            f"target must be a dict {{modality: share}}, got {type(target).__name__}"
+        )
+    unknown = [m for m in target if m not in modalities]
+    if unknown:
+        raise ValueError(
+            f"target names unknown modality {unknown[0]!r}; modalities are {list(modalities)}"
+        )
+    missing = [m for m in modalities if m not in target]
+    if missing:
+        raise ValueError(
+            f"target is missing modality {missing[0]!r}; give a share for each of {list(modalities)}"
+        )
+    values = np.array([float(target[m]) for m in modalities])
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError(f"target shares must be finite and >= 0, got {dict(target)}")
+    if abs(values.sum() - 1.0) > atol:
+        raise ValueError(
+            f"target shares must sum to 1, got {values.sum():.6g} from {dict(target)}"
+        )
+    return {m: float(v) for m, v in zip(modalities, values)}

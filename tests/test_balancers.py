@@ -398,7 +398,9 @@ def test_greedy_guided_tolerance_zero_windows_follow_larger_bdr(digits, greedy_l
         assert hist[e] == {m: chunk.count(m) for m in ("color", "gray")}
         last = [j for j, i in enumerate(regular_idx) if i < (e + 1) * per_epoch][-1]
         bdr = greedy_log["bdr"][last]
-        assert clf.history[e, "d_speed"] == pytest.approx(bdr["color"] - bdr["gray"])
+        assert clf.history[e, "greedy_d_speed"] == pytest.approx(
+            bdr["color"] - bdr["gray"]
+        )
     # running gates are averaged over regular steps only
     for block in clf.module_.mmtms:
         assert int(block.num_batches_tracked) == len(regular_idx)
@@ -412,7 +414,7 @@ def test_greedy_huge_tolerance_never_rebalances(digits, greedy_log):
     assert greedy_log["steps"] == [None] * 18
     assert len(greedy_log["bdr"]) == 18
     assert clf.history[:, "greedy_rebalance_steps"] == [{"color": 0, "gray": 0}] * 3
-    assert all(np.isfinite(clf.history[:, "d_speed"]))
+    assert all(np.isfinite(clf.history[:, "greedy_d_speed"]))
 
 
 def test_greedy_random_mode_draws_uniformly(digits, greedy_log):
@@ -1052,7 +1054,9 @@ def test_conditional_learning_speed_callback_matches_hand_speeds(digits):
     greedy = mmtm_clf(
         balancer=GreedyBalancer(tolerance=1e9, warmup_epochs=0), max_epochs=3
     ).fit(X, y)
-    assert greedy.history[:, "d_speed"] == pytest.approx(clf.history[:, "d_speed"])
+    assert greedy.history[:, "greedy_d_speed"] == pytest.approx(
+        clf.history[:, "d_speed"]
+    )
     assert all_equal(weights(greedy.module_), weights(clf.module_))
 
 
@@ -1125,7 +1129,9 @@ def test_greedy_partial_fit_after_unpickling_matches_original(digits):
     clf2 = pickle.loads(pickle.dumps(clf))
     clf.partial_fit(X, y)
     clf2.partial_fit(X, y)
-    assert clf2.history[-1, "d_speed"] == pytest.approx(clf.history[-1, "d_speed"])
+    assert clf2.history[-1, "greedy_d_speed"] == pytest.approx(
+        clf.history[-1, "greedy_d_speed"]
+    )
 
 
 def test_attribution_partial_fit_after_unpickling_continues_identically(tab):

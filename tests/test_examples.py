@@ -29,6 +29,23 @@ EXPECTED = {
     ],
     "colored_digits_conditional.py": ["colored_digits_conditional.png"],
     "noise_robustness.py": ["noise_robustness.png"],
+    "greedy_rebalancing.py": [
+        "greedy_rebalancing_speed.png",
+        "greedy_rebalancing_accuracy.png",
+    ],
+    "utilization_target.py": [
+        "utilization_target_mu.png",
+        "utilization_target_noise.png",
+        "utilization_target_history.png",
+    ],
+    "attribution_regularization.py": [
+        "attribution_regularization_history.png",
+        "attribution_regularization_shares.png",
+    ],
+    "ogm_ge_and_valuation.py": [
+        "ogm_ge_and_valuation.png",
+        "ogm_ge_coefficients.png",
+    ],
 }
 
 TIMEOUT_S = 180

@@ -38,6 +38,8 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from mmexplain.metrics import check_target  # re-exported: balancers validate targets
+
 __all__ = ["Balancer", "check_target"]
 
 
@@ -116,39 +118,3 @@ class Balancer(BaseEstimator):
         gen = torch.Generator(device=torch.device(device))
         gen.manual_seed(seed)
         return gen
-
-
-def check_target(
-    target: Mapping[str, float] | None,
-    modalities: tuple[str, ...],
-    *,
-    atol: float = 1e-6,
-) -> dict[str, float] | None:
-    """Validate a utilization target ``{modality: share}`` that must sum to 1.
-
-    Returns the target in modality order; ``None`` stays ``None``.
-    """
-    if target is None:
-        return None
-    if not isinstance(target, Mapping):
-        raise TypeError(
-            f"target must be a dict {{modality: share}}, got {type(target).__name__}"
-        )
-    unknown = [m for m in target if m not in modalities]
-    if unknown:
-        raise ValueError(
-            f"target names unknown modality {unknown[0]!r}; modalities are {list(modalities)}"
-        )
-    missing = [m for m in modalities if m not in target]
-    if missing:
-        raise ValueError(
-            f"target is missing modality {missing[0]!r}; give a share for each of {list(modalities)}"
-        )
-    values = np.array([float(target[m]) for m in modalities])
-    if not np.isfinite(values).all() or (values < 0).any():
-        raise ValueError(f"target shares must be finite and >= 0, got {dict(target)}")
-    if abs(values.sum() - 1.0) > atol:
-        raise ValueError(
-            f"target shares must sum to 1, got {values.sum():.6g} from {dict(target)}"
-        )
-    return {m: float(v) for m, v in zip(modalities, values)}

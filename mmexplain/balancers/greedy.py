@@ -37,7 +37,8 @@ class GreedyBalancer(Balancer):
       {regular, re-balance m_0, re-balance m_1, ...}.
 
     The fitted copy records, per epoch, ``greedy_rebalance_steps`` (a dict of
-    re-balancing steps per modality) and ``d_speed`` in ``net.history``.
+    re-balancing steps per modality) and ``greedy_d_speed`` (the d_speed it acts
+    on, from regular steps only) in ``net.history``.
 
     Parameters
     ----------
@@ -165,5 +166,6 @@ class GreedyBalancer(Balancer):
     def on_epoch_end(self, net: Any, epoch: int) -> None:
         net.history.record("greedy_rebalance_steps", dict(self.counts_))
         net.history.record(
-            "d_speed", self.meter_.d_speed() if self.meter_.steps else float("nan")
+            "greedy_d_speed",
+            self.meter_.d_speed() if self.meter_.steps else float("nan"),
         )

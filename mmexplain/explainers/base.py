@@ -10,10 +10,9 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from mmexplain.balancers.base import check_target
 from mmexplain.data import ModalityDict
 from mmexplain.explainers._engine import EvaluationEngine, ModelAdapter, Perturbation
-from mmexplain.metrics import utilization_distance
+from mmexplain.metrics import check_target, utilization_distance
 from mmexplain.results import ModalityExplanation
 
 __all__ = ["BaseModalityExplainer", "Scoring", "resolve_scoring", "normalize_shares"]
