@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from mmexplain.balancers.base import Balancer, check_target
+from mmexplain.balancers.base import Balancer, check_target, require_encode_fuse
 from mmexplain.explainers.attribution import modality_attribution
 
 __all__ = ["AttributionRegularizer"]
@@ -61,14 +61,7 @@ class AttributionRegularizer(Balancer):
         self.strength = strength
 
     def check_model(self, net: Any) -> None:
-        module = net.module_
-        if not (
-            callable(getattr(module, "encode", None))
-            and callable(getattr(module, "fuse", None))
-        ):
-            raise TypeError(
-                f"AttributionRegularizer needs {self.requires}; {type(module).__name__} has none"
-            )
+        require_encode_fuse(self, net)
 
     def on_train_begin(self, net: Any, X: Any, y: Any) -> None:
         if self.target is None:

@@ -40,7 +40,7 @@ from sklearn.utils import check_random_state
 
 from mmexplain.metrics import check_target  # re-exported: balancers validate targets
 
-__all__ = ["Balancer", "check_target"]
+__all__ = ["Balancer", "check_target", "require_encode_fuse"]
 
 
 class Balancer(BaseEstimator):
@@ -118,3 +118,16 @@ class Balancer(BaseEstimator):
         gen = torch.Generator(device=torch.device(device))
         gen.manual_seed(seed)
         return gen
+
+
+def require_encode_fuse(balancer: Balancer, net: Any) -> None:
+    """Raise ``TypeError`` unless ``net.module_`` has ``encode`` and ``fuse`` methods."""
+    module = net.module_
+    if not (
+        callable(getattr(module, "encode", None))
+        and callable(getattr(module, "fuse", None))
+    ):
+        raise TypeError(
+            f"{type(balancer).__name__} needs {balancer.requires}; "
+            f"{type(module).__name__} has no encode/fuse methods"
+        )

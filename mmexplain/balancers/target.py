@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mmexplain.balancers.base import Balancer, check_target
+from mmexplain.balancers.base import Balancer, check_target, require_encode_fuse
 from mmexplain.balancers.ogm import encoder_parameters
 
 __all__ = ["UtilizationTarget", "batch_utilization"]
@@ -109,14 +109,7 @@ class UtilizationTarget(Balancer):
         self.random_state = random_state
 
     def check_model(self, net: Any) -> None:
-        module = net.module_
-        if not (
-            callable(getattr(module, "encode", None))
-            and callable(getattr(module, "fuse", None))
-        ):
-            raise TypeError(
-                f"UtilizationTarget needs {self.requires}; {type(module).__name__} has none"
-            )
+        require_encode_fuse(self, net)
 
     def on_train_begin(self, net: Any, X: Any, y: Any) -> None:
         module = net.module_
