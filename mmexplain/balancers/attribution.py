@@ -77,8 +77,11 @@ class AttributionRegularizer(Balancer):
         self.target_ = torch.tensor([target[m] for m in modalities], device=device)
 
     def on_epoch_begin(self, net: Any, epoch: int, X: Any, y: Any) -> None:
-        self.share_sum_ = torch.zeros(len(self.modalities_), dtype=torch.float64)
-        self.steps_ = 0
+        # per-epoch bookkeeping stays on the device: no host sync per step
+        self.share_sum_ = torch.zeros(
+            len(self.modalities_), dtype=torch.float64, device=self.target_.device
+        )
+        self.steps_ = torch.zeros((), dtype=torch.float64, device=self.target_.device)
         return None
 
     def forward(self, net: Any, X: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -95,19 +98,22 @@ class AttributionRegularizer(Balancer):
         shares = modality_attribution(
             Z, net.module_.fuse(**Z), create_graph=True
         )  # (B, M)
-        valid = torch.isfinite(shares).all(dim=1)
-        if not bool(valid.any()):
-            return None
-        a = shares[valid].mean(dim=0)
-        self.share_sum_ += a.detach().double().cpu()
-        self.steps_ += 1
+        # samples whose attributions are all 0 are undefined (NaN): left out
+        valid = torch.isfinite(shares).all(dim=1, keepdim=True)
+        n_valid = valid.sum()
+        a = torch.where(valid, shares, torch.zeros_like(shares)).sum(
+            dim=0
+        ) / n_valid.clamp_min(1)
+        defined = (n_valid > 0).double()
+        self.share_sum_ += a.detach().double() * defined
+        self.steps_ += defined
         if self.strength == 0:
             return None
         return float(self.strength) * (a - self.target_).abs().sum()
 
     def on_epoch_end(self, net: Any, epoch: int) -> None:
-        if self.steps_:
-            mean = (100 * self.share_sum_ / self.steps_).tolist()
+        if float(self.steps_) > 0:
+            mean = (100 * self.share_sum_ / self.steps_).cpu().tolist()
             net.history.record("batch_attribution", dict(zip(self.modalities_, mean)))
 
     def __getstate__(self) -> dict[str, Any]:

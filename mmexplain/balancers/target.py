@@ -147,8 +147,11 @@ class UtilizationTarget(Balancer):
 
     def on_epoch_begin(self, net: Any, epoch: int, X: Any, y: Any) -> None:
         self.epoch_ = epoch
-        self.share_sum_ = torch.zeros(len(self.modalities_), dtype=torch.float64)
-        self.steps_ = 0
+        # per-epoch bookkeeping stays on the device: no host sync per step
+        self.share_sum_ = torch.zeros(
+            len(self.modalities_), dtype=torch.float64, device=self.target_.device
+        )
+        self.steps_ = torch.zeros((), dtype=torch.float64, device=self.target_.device)
         return None
 
     def forward(self, net: Any, X: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -165,17 +168,16 @@ class UtilizationTarget(Balancer):
         lam = self.lambda_(self.epoch_)
         Z, self.Z_ = self.Z_, None
         shares = batch_utilization(net.module_, Z, y_pred, y, generator=self.generator_)
-        if (
-            float(shares.detach().sum()) > 0
-        ):  # undefined when no modality has positive MU
-            self.share_sum_ += shares.detach().double().cpu()
-            self.steps_ += 1
+        # shares are undefined (all 0) when no modality has positive MU: not counted
+        defined = (shares.detach().sum() > 0).double()
+        self.share_sum_ += shares.detach().double() * defined
+        self.steps_ += defined
         if lam == 0:
             return None
         return lam * (shares - self.target_).abs().sum()
 
     def on_epoch_end(self, net: Any, epoch: int) -> None:
-        if self.steps_:
-            mean = (100 * self.share_sum_ / self.steps_).tolist()
+        if float(self.steps_) > 0:
+            mean = (100 * self.share_sum_ / self.steps_).cpu().tolist()
             net.history.record("batch_utilization", dict(zip(self.modalities_, mean)))
             net.history.record("utilization_lambda", self.lambda_(epoch))
