@@ -318,6 +318,14 @@ def make_stat(
 # ----------------------------------------------------------------------------
 # engine
 # ----------------------------------------------------------------------------
+def _encoder_layout(x: torch.Tensor) -> torch.Tensor:
+    """Images go to the encoders in channels-last layout on CPU: the same values, but
+    convolutions and pooling run about twice as fast there (the model is not touched)."""
+    if x.dim() == 4 and x.device.type == "cpu":
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def _as_device_rows(value: Any, index: Any, device: torch.device) -> torch.Tensor:
     """Rows ``index`` (slice or int array) of a NumPy array/tensor, as float32 on device."""
     if isinstance(value, torch.Tensor):
@@ -405,7 +413,10 @@ class EvaluationEngine:
         with eval_mode(self.adapter.module), torch.inference_mode():
             for sl in self._blocks(n, self.batch_size):
                 Zb = self.adapter.encode(
-                    {m: _as_device_rows(X[m], sl, self.device) for m in self.modalities}
+                    {
+                        m: _encoder_layout(_as_device_rows(X[m], sl, self.device))
+                        for m in self.modalities
+                    }
                 )
                 if not out:
                     row_bytes = sum(
@@ -460,7 +471,7 @@ class EvaluationEngine:
                     rows = _as_device_rows(source[modality], sl, self.device)
                 else:
                     Xb = {
-                        m: _as_device_rows(source[m], sl, self.device)
+                        m: _encoder_layout(_as_device_rows(source[m], sl, self.device))
                         for m in self.modalities
                     }
                     rows = self.adapter.encode(Xb)[modality]
