@@ -1,40 +1,73 @@
-"""The result object every explainer returns."""
+"""The result objects the explainers return.
+
+Every explainer returns a :class:`ModalityExplanation`: the common fields
+(``modalities``, ``method``, ``params``, ``shares``) and the export and
+plotting methods live on the base class; each method's own fields live on its
+subclass, as shap's ``Explanation`` carries generic fields and scikit-learn's
+``permutation_importance`` a small ``Bunch``:
+
+- :class:`PermutationExplanation` (``importances``, ``importances_mean``,
+  ``importances_std``, ``baseline_score``, ``scoring``);
+- :class:`ConditionalExplanation` (``score_full``, ``score_without``,
+  ``score_reference``, ``rates``, ``d_util``, ``scoring``);
+- :class:`ShapleyExplanation` (``values``, ``base_values``, ``mean_values``,
+  ``standard_errors``; :meth:`~ShapleyExplanation.to_shap`);
+- :class:`AttributionExplanation` (``sample_shares``).
+
+``ModalityExplanation(method='permutation', ...)`` builds the method's
+subclass, so results can be rebuilt from their fields.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["ModalityExplanation"]
+__all__ = [
+    "AttributionExplanation",
+    "ConditionalExplanation",
+    "ModalityExplanation",
+    "PermutationExplanation",
+    "ShapleyExplanation",
+]
+
+_BY_METHOD: dict[str, type[ModalityExplanation]] = {}
 
 
 class ModalityExplanation:
     """How a model uses each modality, as measured by one explainer.
 
-    Common attributes
-    -----------------
+    Attributes
+    ----------
     modalities : tuple of str
     method : str
         'permutation', 'conditional', 'shapley' or 'attribution'.
     params : dict
         Settings that produced the result (scoring, ablation/baseline,
-        n_repeats, random_state, fast path or full forward, ...).
+        n_repeats, random_state, fast path or full forward, model calls, ...).
     shares : ndarray of shape (M,)
         Share of each modality in percent; sums to 100 where defined (NaN
         when no modality contributes).
-
-    Method-specific attributes (None when not applicable)
-    -----------------------------------------------------
-    permutation: ``importances`` (M, n_repeats), ``importances_mean``,
-    ``importances_std``, ``baseline_score``, ``utilization`` (= shares).
-    conditional: ``score_full``, ``score_without`` (M,), ``score_reference``
-    (M,: the score each rate is relative to), ``rates`` (M,) = u(m | rest),
-    ``d_util`` (two modalities).
-    shapley: ``values`` (N, M), ``base_values`` (N,), ``mean_values`` (M,),
-    ``standard_errors`` (Monte-Carlo only); :meth:`to_shap`.
-    attribution: ``sample_shares`` (N, M).
     """
+
+    #: the method's own fields (set by subclasses)
+    _fields: ClassVar[tuple[str, ...]] = ()
+    #: fields with one value per modality, reported by as_dict / to_frame
+    _per_modality: ClassVar[tuple[str, ...]] = ()
+    #: scalar fields reported by as_dict
+    _scalars: ClassVar[tuple[str, ...]] = ()
+    method_name: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.method_name is not None:
+            _BY_METHOD[cls.method_name] = cls
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ModalityExplanation:
+        if cls is ModalityExplanation:
+            cls = _BY_METHOD.get(kwargs.get("method"), cls)  # type: ignore[arg-type, assignment]
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -49,31 +82,18 @@ class ModalityExplanation:
         self.method = method
         self.params = dict(params)
         self.shares = np.asarray(shares, dtype=float)
-        for name in (
-            "importances",
-            "importances_mean",
-            "importances_std",
-            "baseline_score",
-            "score_full",
-            "score_without",
-            "score_reference",
-            "rates",
-            "d_util",
-            "values",
-            "base_values",
-            "mean_values",
-            "standard_errors",
-            "sample_shares",
-            "scoring",
-        ):
+        for name in self._fields:
             setattr(self, name, fields.pop(name, None))
         if fields:
-            raise TypeError(f"unexpected result fields {sorted(fields)}")
+            raise TypeError(
+                f"unexpected fields {sorted(fields)} for a {type(self).__name__}"
+                + (f" (its fields: {list(self._fields)})" if self._fields else "")
+            )
 
-    # -- aliases ----------------------------------------------------------
+    # -- views --------------------------------------------------------------
     @property
     def utilization(self) -> np.ndarray:
-        """Modality utilization in percent (same as ``shares``)."""
+        """Modality shares in percent (same as ``shares``)."""
         return self.shares
 
     def __repr__(self) -> str:
@@ -81,7 +101,7 @@ class ModalityExplanation:
             f"{m}={s:.1f}%" if np.isfinite(s) else f"{m}=nan"
             for m, s in zip(self.modalities, self.shares)
         )
-        return f"ModalityExplanation(method={self.method!r}, {body})"
+        return f"{type(self).__name__}(method={self.method!r}, {body})"
 
     # -- export -----------------------------------------------------------
     def as_dict(self) -> dict[str, Any]:
@@ -92,22 +112,14 @@ class ModalityExplanation:
             "params": dict(self.params),
             "shares": dict(zip(self.modalities, self.shares.tolist())),
         }
-        per_mod = {
-            "importances_mean": self.importances_mean,
-            "importances_std": self.importances_std,
-            "score_without": self.score_without,
-            "rates": self.rates,
-            "mean_values": self.mean_values,
-            "standard_errors": self.standard_errors,
-        }
-        for key, arr in per_mod.items():
+        for key in self._per_modality:
+            arr = getattr(self, key)
             if arr is not None:
                 arr = np.asarray(arr)
-                if arr.ndim == 1:
-                    out[key] = dict(zip(self.modalities, arr.tolist()))
-                else:  # per-sample standard errors: report their mean
-                    out[key] = dict(zip(self.modalities, arr.mean(axis=0).tolist()))
-        for key in ("baseline_score", "score_full", "d_util"):
+                if arr.ndim > 1:  # per-sample values (standard errors): their mean
+                    arr = arr.mean(axis=0)
+                out[key] = dict(zip(self.modalities, arr.tolist()))
+        for key in self._scalars:
             value = getattr(self, key)
             if value is not None:
                 out[key] = float(value)
@@ -120,19 +132,12 @@ class ModalityExplanation:
         except ImportError as exc:  # pragma: no cover - depends on environment
             raise ImportError("to_frame() needs pandas: pip install pandas") from exc
         data: dict[str, Any] = {"share_percent": self.shares}
-        for key in (
-            "importances_mean",
-            "importances_std",
-            "score_without",
-            "rates",
-            "mean_values",
-        ):
+        for key in self._per_modality:
             arr = getattr(self, key)
             if arr is not None:
-                data[key] = np.asarray(arr)
-        if self.standard_errors is not None:
-            se = np.asarray(self.standard_errors)
-            data["standard_error"] = se if se.ndim == 1 else se.mean(axis=0)
+                arr = np.asarray(arr)
+                name = "standard_error" if key == "standard_errors" else key
+                data[name] = arr if arr.ndim == 1 else arr.mean(axis=0)
         frame = pd.DataFrame(data, index=pd.Index(self.modalities, name="modality"))
         frame.attrs["method"] = self.method
         return frame
@@ -150,17 +155,97 @@ class ModalityExplanation:
 
     def share_errors(self) -> np.ndarray | None:
         """Standard deviation of the shares, in percent, where repeats exist."""
-        if self.importances is not None and np.asarray(self.importances).shape[1] > 1:
-            imp = np.clip(np.asarray(self.importances, dtype=float), 0, None)
-            tot = imp.sum(axis=0, keepdims=True)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                per_repeat = 100 * imp / tot
-            per_repeat = per_repeat[:, np.isfinite(per_repeat).all(axis=0)]
-            return per_repeat.std(axis=1) if per_repeat.size else None
-        if self.sample_shares is not None:
-            ss = np.asarray(self.sample_shares) * 100
-            return ss.std(axis=0) / np.sqrt(max(len(ss), 1))
         return None
+
+    def to_shap(self) -> Any:
+        """A ``shap.Explanation`` (only for Shapley results)."""
+        raise ValueError("to_shap() needs a Shapley explanation (ModalityShapley)")
+
+
+class PermutationExplanation(ModalityExplanation):
+    """Result of :class:`~mmexplain.explainers.PermutationModalityImportance`.
+
+    Attributes
+    ----------
+    importances : ndarray (M, n_repeats)
+        Score drop of each permutation (MU).
+    importances_mean, importances_std : ndarray (M,)
+    baseline_score : float
+        The unpermuted score.
+    scoring : str
+    """
+
+    method_name = "permutation"
+    _fields = (
+        "importances",
+        "importances_mean",
+        "importances_std",
+        "baseline_score",
+        "scoring",
+    )
+    _per_modality = ("importances_mean", "importances_std")
+    _scalars = ("baseline_score",)
+
+    def share_errors(self) -> np.ndarray | None:
+        """Standard deviation of the shares over the repeats, in percent."""
+        imp = np.asarray(self.importances, dtype=float)
+        if imp.ndim != 2 or imp.shape[1] < 2:
+            return None
+        imp = np.clip(imp, 0, None)
+        tot = imp.sum(axis=0, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_repeat = 100 * imp / tot
+        per_repeat = per_repeat[:, np.isfinite(per_repeat).all(axis=0)]
+        return per_repeat.std(axis=1) if per_repeat.size else None
+
+
+class ConditionalExplanation(ModalityExplanation):
+    """Result of :class:`~mmexplain.explainers.ConditionalUtilization`.
+
+    Attributes
+    ----------
+    score_full : float
+    score_without : ndarray (M,)
+        Score with each modality removed.
+    score_reference : ndarray (M,)
+        The score each rate is relative to.
+    rates : ndarray (M,)
+        ``u(m | rest)``.
+    d_util : float or None
+        ``u(m1 | m0) - u(m0 | m1)`` for two modalities.
+    scoring : str
+    """
+
+    method_name = "conditional"
+    _fields = (
+        "score_full",
+        "score_without",
+        "score_reference",
+        "rates",
+        "d_util",
+        "scoring",
+    )
+    _per_modality = ("score_without", "rates")
+    _scalars = ("score_full", "d_util")
+
+
+class ShapleyExplanation(ModalityExplanation):
+    """Result of :class:`~mmexplain.explainers.ModalityShapley`.
+
+    Attributes
+    ----------
+    values : ndarray (N, M)
+        Per-sample Shapley value of each modality.
+    base_values : ndarray (N,)
+        ``v(empty)`` per sample.
+    mean_values : ndarray (M,)
+    standard_errors : ndarray (N, M) or None
+        Monte-Carlo standard errors (None when exact).
+    """
+
+    method_name = "shapley"
+    _fields = ("values", "base_values", "mean_values", "standard_errors")
+    _per_modality = ("mean_values", "standard_errors")
 
     def to_shap(self) -> Any:
         """The Shapley values as a ``shap.Explanation`` (samples x modalities).
@@ -168,8 +253,8 @@ class ModalityExplanation:
         Usable with ``shap.plots.bar``, ``shap.plots.beeswarm`` and, for one
         sample (``expl[i]``), ``shap.plots.waterfall``.
         """
-        if self.method != "shapley" or self.values is None:
-            raise ValueError("to_shap() needs a Shapley explanation (ModalityShapley)")
+        if self.values is None:
+            raise ValueError("this Shapley explanation holds no per-sample values")
         import shap
 
         values = np.asarray(self.values, dtype=float)
@@ -179,3 +264,21 @@ class ModalityExplanation:
             data=np.ones_like(values),
             feature_names=list(self.modalities),
         )
+
+
+class AttributionExplanation(ModalityExplanation):
+    """Result of :class:`~mmexplain.explainers.GradientModalityAttribution`.
+
+    Attributes
+    ----------
+    sample_shares : ndarray (N, M)
+        Per-sample attribution shares (rows sum to 1; NaN where undefined).
+    """
+
+    method_name = "attribution"
+    _fields = ("sample_shares",)
+
+    def share_errors(self) -> np.ndarray | None:
+        """Standard error of the mean share over samples, in percent."""
+        ss = np.asarray(self.sample_shares, dtype=float) * 100
+        return ss.std(axis=0) / np.sqrt(max(len(ss), 1))

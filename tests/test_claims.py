@@ -157,6 +157,11 @@ def test_attribution_regularizer_moves_ratio_with_accuracy_kept():
     assert amr.score(Xte, yte) >= vanilla.score(Xte, yte) - 0.015
 
 
+@pytest.mark.xfail(
+    reason="seed-fragile single-seed claim (fails for training seeds 1 and 2, and for "
+    "the named seed streams): replaced by a multi-seed test with a control",
+    strict=False,
+)
 def test_ogm_ge_lowers_dominant_share_and_lifts_weak_modality():
     X, y = make_multimodal_classification(
         2000,

@@ -1,7 +1,7 @@
 """Training-time modality balancers (see :mod:`mmexplain.balancers.base` for the protocol)."""
 
 from mmexplain.balancers.attribution import AttributionRegularizer
-from mmexplain.balancers.base import Balancer, check_target
+from mmexplain.balancers.base import Balancer, EpochData, check_target
 from mmexplain.balancers.dropout import ModalityDropout
 from mmexplain.balancers.greedy import GreedyBalancer
 from mmexplain.balancers.ogm import OGMGE
@@ -11,6 +11,7 @@ from mmexplain.balancers.valuation import SampleValuation
 __all__ = [
     "AttributionRegularizer",
     "Balancer",
+    "EpochData",
     "GreedyBalancer",
     "ModalityDropout",
     "OGMGE",

@@ -1,10 +1,12 @@
-"""Conditional learning speed (seed 003), shared by GreedyBalancer and its callback."""
+"""Conditional learning speed (Wu et al., 2022), shared by GreedyBalancer and its callback."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import torch
+
+from mmexplain.modules.contract import require
 
 __all__ = ["ConditionalSpeedMeter"]
 
@@ -36,12 +38,8 @@ class ConditionalSpeedMeter:
     """
 
     def __init__(self, module: Any, modalities: tuple[str, ...] | None = None) -> None:
-        getter = getattr(module, "modality_parameters", None)
-        if not callable(getter):
-            raise TypeError(
-                f"{type(module).__name__} has no modality_parameters(m) method, which the "
-                "conditional learning speed needs (MMTMNet has it)"
-            )
+        require(module, "modality_parameters", "The conditional learning speed")
+        getter = module.modality_parameters
         self.modalities = tuple(
             modalities if modalities is not None else module.modalities
         )

@@ -7,7 +7,13 @@ from typing import Any
 
 import torch
 
-from mmexplain.balancers.base import Balancer, check_target, require_encode_fuse
+from mmexplain.balancers.base import (
+    Balancer,
+    DeviceMean,
+    check_target,
+    detached,
+    encode_fuse,
+)
 from mmexplain.explainers.attribution import modality_attribution
 
 __all__ = ["AttributionRegularizer"]
@@ -52,7 +58,7 @@ class AttributionRegularizer(Balancer):
     ['a', 'b']
     """
 
-    requires = "a model with encode/fuse methods (e.g. LateFusionNet)"
+    requires = ("encode_fuse",)
 
     def __init__(
         self, target: dict[str, float] | None = None, strength: float = 1.0
@@ -60,10 +66,7 @@ class AttributionRegularizer(Balancer):
         self.target = target
         self.strength = strength
 
-    def check_model(self, net: Any) -> None:
-        require_encode_fuse(self, net)
-
-    def on_train_begin(self, net: Any, X: Any, y: Any) -> None:
+    def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
         if self.target is None:
             raise ValueError(
                 "AttributionRegularizer needs target={modality: share} summing to 1"
@@ -76,22 +79,21 @@ class AttributionRegularizer(Balancer):
         self.modalities_ = modalities
         self.target_ = torch.tensor([target[m] for m in modalities], device=device)
 
-    def on_epoch_begin(self, net: Any, epoch: int, X: Any, y: Any) -> None:
-        # per-epoch bookkeeping stays on the device: no host sync per step
-        self.share_sum_ = torch.zeros(
-            len(self.modalities_), dtype=torch.float64, device=self.target_.device
-        )
-        self.steps_ = torch.zeros((), dtype=torch.float64, device=self.target_.device)
+    def epoch_started(
+        self, net: Any, *, epoch: int, X: Any, y: Any, **kwargs: Any
+    ) -> None:
+        self.share_mean_ = DeviceMean(len(self.modalities_), self.target_.device)
         return None
 
-    def forward(self, net: Any, X: dict[str, torch.Tensor]) -> torch.Tensor:
-        module = net.module_
-        Z = module.encode(**X)
-        self.Z_ = {m: z.detach() for m, z in Z.items()}
-        return module.fuse(**Z)
+    def forward(
+        self, net: Any, *, X: dict[str, torch.Tensor], **kwargs: Any
+    ) -> torch.Tensor:
+        logits, Z = encode_fuse(net.module_, X)
+        self.Z_ = detached(Z)
+        return logits
 
     def penalty(
-        self, net: Any, X: Any, y: torch.Tensor, y_pred: torch.Tensor
+        self, net: Any, *, X: Any, y: torch.Tensor, y_pred: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor | None:
         Z = {m: z.requires_grad_(True) for m, z in self.Z_.items()}
         self.Z_ = None
@@ -104,17 +106,16 @@ class AttributionRegularizer(Balancer):
         a = torch.where(valid, shares, torch.zeros_like(shares)).sum(
             dim=0
         ) / n_valid.clamp_min(1)
-        defined = (n_valid > 0).double()
-        self.share_sum_ += a.detach().double() * defined
-        self.steps_ += defined
+        self.share_mean_.add(a, (n_valid > 0).double())
         if self.strength == 0:
             return None
         return float(self.strength) * (a - self.target_).abs().sum()
 
-    def on_epoch_end(self, net: Any, epoch: int) -> None:
-        if float(self.steps_) > 0:
-            mean = (100 * self.share_sum_ / self.steps_).cpu().tolist()
-            net.history.record("batch_attribution", dict(zip(self.modalities_, mean)))
+    def epoch_finished(self, net: Any, *, epoch: int, **kwargs: Any) -> None:
+        mean = self.share_mean_.mean()
+        if mean is not None:
+            shares = [100 * v for v in mean]
+            net.history.record("batch_attribution", dict(zip(self.modalities_, shares)))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -4,34 +4,43 @@ A *balancer* steers how a multimodal network uses its modalities while it
 trains. It is a scikit-learn estimator (so ``clone``, ``get_params`` and nested
 ``balancer__<param>`` grid searches work) whose hooks are called by the
 training loop of :class:`~mmexplain.MultimodalClassifier` and
-:class:`~mmexplain.MultimodalSegmenter`. The estimator clones the balancer at
-the start of ``fit`` (the fitted copy lives in ``net.balancer_``), so a
-balancer may keep run-time state in attributes ending with ``_``.
+:class:`~mmexplain.MultimodalSegmenter`, through one dispatcher
+(``net.notify_balancer(hook, **kwargs)``, modelled on skorch's
+``NeuralNet.notify``). The estimator clones the balancer at the start of
+``fit`` (the fitted copy lives in ``net.balancer_``), so a balancer may keep
+run-time state in attributes ending with ``_``.
 
-Order of calls during ``fit``::
+Every hook takes the net positionally and everything else by keyword, and
+accepts ``**kwargs`` so that new arguments can be added without breaking
+balancers. The names are distinct from skorch's callback methods
+(``on_epoch_begin``, ...), which have other signatures. Order of calls during
+``fit``::
 
-    check_model(net)                     once, after the module is built
-    on_train_begin(net, X, y)            once per fit / partial_fit
+    check_model(net)                              once, after the module is built
+    fit_started(net, X=, y=)                      once per fit / partial_fit
     for each epoch:
-        on_epoch_begin(net, epoch, X, y) -> optional replacement (X, y) for the epoch
+        epoch_started(net, epoch=, X=, y=)        -> optional EpochData for this epoch
         for each training batch:
-            X_b, y_b = transform_batch(net, X_b, y_b)
-            y_pred = forward(net, X_b)   (None -> the module's own forward)
-            loss = criterion(y_pred, y_b) + penalty(net, X_b, y_b, y_pred)
+            X_b, y_b = transform_batch(net, X=, y=, rows=)
+            y_pred = forward(net, X=, rows=)      (None -> the module's own forward)
+            loss = criterion(y_pred, y_b) + penalty(net, X=, y=, y_pred=, rows=)
             loss.backward()
-            after_backward(net, X_b, y_b)   (gradient edits, extra optimizers)
+            edit_gradients(net, X=, y=, rows=)    (gradient edits)
             optimizer.step()
-        on_epoch_end(net, epoch)
-    on_train_end(net)
+        epoch_finished(net, epoch=)               (after validation)
+    fit_finished(net)                             always, also when training is interrupted
 
-Every hook has a no-op default; a balancer overrides only what it needs.
-``X`` arguments are ``dict[str, torch.Tensor]`` on the training device.
+``X`` arguments are ``dict[str, torch.Tensor]`` on the training device and
+hold only modalities. Per-row side information (e.g. which modalities a
+re-sampled copy trains) travels in ``rows``: the ``rows`` mapping of the
+:class:`EpochData` that ``epoch_started`` returned, sliced to the batch (None
+when there is none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -39,95 +48,196 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from mmexplain.metrics import check_target  # re-exported: balancers validate targets
+from mmexplain.modules.contract import require
+from mmexplain.seeding import draw_seed, numpy_rng, torch_generator
 
-__all__ = ["Balancer", "check_target", "require_encode_fuse"]
+__all__ = [
+    "HOOKS",
+    "Balancer",
+    "DeviceMean",
+    "EpochData",
+    "check_target",
+    "encode_fuse",
+]
+
+#: the hooks, in call order
+HOOKS = (
+    "fit_started",
+    "epoch_started",
+    "transform_batch",
+    "forward",
+    "penalty",
+    "edit_gradients",
+    "epoch_finished",
+    "fit_finished",
+)
+
+
+class EpochData(NamedTuple):
+    """Replacement training data for one epoch, returned by ``epoch_started``.
+
+    ``rows`` maps names to tensors with one entry per row of ``X`` (first
+    dimension ``N``); each batch's slice is passed to the batch hooks as
+    ``rows=``.
+    """
+
+    X: Mapping[str, torch.Tensor]
+    y: torch.Tensor
+    rows: Mapping[str, torch.Tensor] | None = None
+
+
+def encode_fuse(
+    module: Any,
+    X: Mapping[str, torch.Tensor],
+    *,
+    transform: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(fuse(**Z'), Z)`` with ``Z = encode(**X)`` and ``Z' = transform(Z)`` (or Z).
+
+    The training forward of the balancers that work on embeddings; ``Z`` is
+    returned with its graph so the caller can keep (or detach) it.
+    """
+    Z = module.encode(**X)
+    return module.fuse(**(transform(Z) if transform is not None else Z)), Z
+
+
+def detached(Z: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The embeddings without their graph."""
+    return {m: z.detach() for m, z in Z.items()}
+
+
+class DeviceMean:
+    """A running mean of (M,) vectors kept on the device: no host sync per step.
+
+    ``add(value, weight)`` accumulates ``weight * value`` and ``weight`` (a 0/1
+    tensor says whether the step counts); :meth:`mean` synchronizes once and
+    returns None when nothing was counted.
+    """
+
+    def __init__(self, size: int, device: torch.device | str) -> None:
+        self.total = torch.zeros(size, dtype=torch.float64, device=device)
+        self.count = torch.zeros((), dtype=torch.float64, device=device)
+
+    def add(self, value: torch.Tensor, weight: torch.Tensor | float = 1.0) -> None:
+        weight = torch.as_tensor(weight, dtype=torch.float64, device=self.total.device)
+        self.total += value.detach().double() * weight
+        self.count += weight
+
+    def mean(self) -> list[float] | None:
+        if float(self.count) <= 0:
+            return None
+        return (self.total / self.count).cpu().tolist()
 
 
 class Balancer(BaseEstimator):
     """Base class of all balancers (see the module docstring for the protocol).
 
-    Subclasses list the model interface they need in ``requires`` (used in
-    error messages) and check it in :meth:`check_model`.
+    Subclasses list the model capabilities they need in ``requires`` (keys of
+    :data:`mmexplain.modules.contract.CAPABILITIES`); :meth:`check_model`
+    checks them with :func:`~mmexplain.modules.contract.require`.
     """
 
-    #: short description of what the balancer needs from the module
-    requires: str = "any multimodal module taking one keyword argument per modality"
+    #: capabilities the balancer needs from the module
+    requires: tuple[str, ...] = ()
 
     # -- validation ------------------------------------------------------
     def check_model(self, net: Any) -> None:
-        """Raise ``TypeError`` if ``net.module_`` cannot be balanced by this balancer."""
+        """Raise ``TypeError`` if ``net.module_`` lacks a capability in ``requires``."""
+        for capability in self.requires:
+            require(net.module_, capability, type(self).__name__)
 
     # -- hooks -----------------------------------------------------------
-    def on_train_begin(
-        self, net: Any, X: Mapping[str, torch.Tensor], y: torch.Tensor
+    def fit_started(
+        self, net: Any, *, X: Mapping[str, torch.Tensor], y: torch.Tensor, **kwargs: Any
     ) -> None:
         """Called once at the start of training with the full training data."""
 
-    def on_epoch_begin(
-        self, net: Any, epoch: int, X: Mapping[str, torch.Tensor], y: torch.Tensor
-    ) -> tuple[Mapping[str, torch.Tensor], torch.Tensor] | None:
+    def epoch_started(
+        self,
+        net: Any,
+        *,
+        epoch: int,
+        X: Mapping[str, torch.Tensor],
+        y: torch.Tensor,
+        **kwargs: Any,
+    ) -> EpochData | None:
         """Called before each epoch; may return replacement training data for it."""
         return None
 
     def transform_batch(
-        self, net: Any, X: dict[str, torch.Tensor], y: torch.Tensor
+        self,
+        net: Any,
+        *,
+        X: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        rows: Mapping[str, torch.Tensor] | None = None,
+        **kwargs: Any,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Return the (possibly modified) training batch. Must not modify ``X`` in place."""
         return X, y
 
-    def forward(self, net: Any, X: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def forward(
+        self,
+        net: Any,
+        *,
+        X: dict[str, torch.Tensor],
+        rows: Mapping[str, torch.Tensor] | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor | None:
         """Return the training-step output, or None to use the module's forward."""
         return None
 
     def penalty(
         self,
         net: Any,
+        *,
         X: dict[str, torch.Tensor],
         y: torch.Tensor,
         y_pred: torch.Tensor,
+        **kwargs: Any,
     ) -> torch.Tensor | None:
         """Extra differentiable loss term added to the task loss (None for none)."""
         return None
 
-    def after_backward(
-        self, net: Any, X: dict[str, torch.Tensor], y: torch.Tensor
+    def edit_gradients(
+        self, net: Any, *, X: dict[str, torch.Tensor], y: torch.Tensor, **kwargs: Any
     ) -> None:
         """Called after ``loss.backward()`` and before the optimizer step."""
 
-    def on_epoch_end(self, net: Any, epoch: int) -> None:
+    def epoch_finished(self, net: Any, *, epoch: int, **kwargs: Any) -> None:
         """Called after each epoch (after validation)."""
 
-    def on_train_end(self, net: Any) -> None:
-        """Called once at the end of training."""
+    def fit_finished(self, net: Any, **kwargs: Any) -> None:
+        """Called once at the end of training, also when it is interrupted."""
 
     # -- helpers for subclasses -------------------------------------------
-    def _make_generator(
-        self, net: Any, device: torch.device | str, offset: int = 0
-    ) -> torch.Generator:
-        """A local torch generator seeded from ``self.random_state`` or the net's seed.
+    def _seed(self, net: Any) -> int | None:
+        """The seed of this balancer's draws: its ``random_state``, else the net's."""
+        random_state = getattr(self, "random_state", None)
+        if random_state is not None:
+            return draw_seed(random_state)
+        return getattr(net, "seed_", None)
 
-        With neither set, the generator is seeded from fresh OS entropy.
+    def _stream(self) -> str:
+        return f"balancer.{type(self).__name__}"
+
+    def _make_generator(self, net: Any, device: torch.device | str) -> torch.Generator:
+        """A local torch generator on ``device`` for this balancer's draws.
+
+        Seeded from ``random_state`` or the estimator's seed (stream
+        ``"balancer.<ClassName>"``); from fresh OS entropy when neither is set.
+        """
+        return torch_generator(self._seed(net), self._stream(), device=device)
+
+    def _make_rng(self, net: Any) -> np.random.RandomState:
+        """A NumPy ``RandomState`` for this balancer's draws.
+
+        ``check_random_state(random_state)`` when the balancer has one (as in
+        scikit-learn), else seeded from the estimator's seed (stream
+        ``"balancer.<ClassName>"``), else from fresh OS entropy.
         """
         random_state = getattr(self, "random_state", None)
         if random_state is not None:
-            seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        elif getattr(net, "seed_", None) is not None:
-            seed = int(net.seed_) + 104_729 + offset
-        else:
-            seed = int(np.random.SeedSequence().generate_state(1)[0])
-        gen = torch.Generator(device=torch.device(device))
-        gen.manual_seed(seed)
-        return gen
-
-
-def require_encode_fuse(balancer: Balancer, net: Any) -> None:
-    """Raise ``TypeError`` unless ``net.module_`` has ``encode`` and ``fuse`` methods."""
-    module = net.module_
-    if not (
-        callable(getattr(module, "encode", None))
-        and callable(getattr(module, "fuse", None))
-    ):
-        raise TypeError(
-            f"{type(balancer).__name__} needs {balancer.requires}; "
-            f"{type(module).__name__} has no encode/fuse methods"
-        )
+            return check_random_state(random_state)
+        return numpy_rng(getattr(net, "seed_", None), self._stream())

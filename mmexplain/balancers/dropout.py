@@ -21,7 +21,7 @@ class ModalityDropout(Balancer):
     replaced by zeros (``fill='zeros'``) or by the training-set mean of that
     modality (``fill='mean'``). A sample whose draw would drop every modality
     keeps one of them, chosen uniformly. This is the modality-dropout baseline
-    of seed 002; it forces each branch to be useful on its own.
+    of Yerramilli et al.; it forces each branch to be useful on its own.
 
     Parameters
     ----------
@@ -63,8 +63,8 @@ class ModalityDropout(Balancer):
         self.level = level
         self.random_state = random_state
 
-    def on_train_begin(
-        self, net: Any, X: Mapping[str, torch.Tensor], y: torch.Tensor
+    def fit_started(
+        self, net: Any, *, X: Mapping[str, torch.Tensor], y: torch.Tensor, **kwargs: Any
     ) -> None:
         names = tuple(X.keys())
         if self.fill not in ("zeros", "mean"):
@@ -122,7 +122,13 @@ class ModalityDropout(Balancer):
         return mask.expand(n, m) if rows == 1 else mask
 
     def transform_batch(
-        self, net: Any, X: dict[str, torch.Tensor], y: torch.Tensor
+        self,
+        net: Any,
+        *,
+        X: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        rows: Any = None,
+        **kwargs: Any,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         first = next(iter(X.values()))
         keep = (~self.drop_mask(first.shape[0], first.device)).to(first.dtype)

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils import check_random_state
 
 from mmexplain.balancers._speed import ConditionalSpeedMeter
 from mmexplain.balancers.base import Balancer
@@ -66,9 +65,7 @@ class GreedyBalancer(Balancer):
     ['color', 'gray']
     """
 
-    requires = (
-        "an MMTM network with rebalancing(m) and modality_parameters(m) (e.g. MMTMNet)"
-    )
+    requires = ("rebalancing",)
 
     def __init__(
         self,
@@ -84,18 +81,7 @@ class GreedyBalancer(Balancer):
         self.warmup_epochs = warmup_epochs
         self.random_state = random_state
 
-    def check_model(self, net: Any) -> None:
-        module = net.module_
-        if not (
-            callable(getattr(module, "modality_parameters", None))
-            and callable(getattr(module, "rebalancing", None))
-        ):
-            raise TypeError(
-                f"GreedyBalancer needs {self.requires}; {type(module).__name__} has no "
-                "rebalancing/modality_parameters methods"
-            )
-
-    def on_train_begin(self, net: Any, X: Any, y: Any) -> None:
+    def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
         if self.mode not in ("guided", "random"):
             raise ValueError(f"mode must be 'guided' or 'random', got {self.mode!r}")
         if not isinstance(self.tolerance, Real) or self.tolerance < 0:
@@ -115,29 +101,27 @@ class GreedyBalancer(Balancer):
             self.meter_ = ConditionalSpeedMeter(module, modalities)
             self.current_ = None
             self.steps_left_ = 0
-        if self.random_state is not None:
-            self.rng_ = check_random_state(self.random_state)
-        else:
-            seed = getattr(net, "seed_", None)
-            self.rng_ = np.random.RandomState(
-                None if seed is None else (seed + 31337) % (2**31 - 1)
-            )
+        self.rng_ = self._make_rng(net)
         self.modalities_ = modalities
 
-    def on_epoch_begin(self, net: Any, epoch: int, X: Any, y: Any) -> None:
+    def epoch_started(
+        self, net: Any, *, epoch: int, X: Any, y: Any, **kwargs: Any
+    ) -> None:
         self.epoch_ = epoch
         self.counts_ = dict.fromkeys(self.modalities_, 0)
         return None
 
-    def forward(self, net: Any, X: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def forward(
+        self, net: Any, *, X: dict[str, torch.Tensor], **kwargs: Any
+    ) -> torch.Tensor | None:
         if self.current_ is None:
             return None
         self.counts_[self.current_] += 1
         with net.module_.rebalancing(self.current_):
             return net.module_(**X)
 
-    def after_backward(
-        self, net: Any, X: dict[str, torch.Tensor], y: torch.Tensor
+    def edit_gradients(
+        self, net: Any, *, X: dict[str, torch.Tensor], y: torch.Tensor, **kwargs: Any
     ) -> None:
         unlocked = self.epoch_ >= self.warmup_epochs
         regular = self.current_ is None
@@ -163,7 +147,7 @@ class GreedyBalancer(Balancer):
             if self.steps_left_ <= 0:
                 self.current_ = None
 
-    def on_epoch_end(self, net: Any, epoch: int) -> None:
+    def epoch_finished(self, net: Any, *, epoch: int, **kwargs: Any) -> None:
         net.history.record("greedy_rebalance_steps", dict(self.counts_))
         net.history.record(
             "greedy_d_speed",

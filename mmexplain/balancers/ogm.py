@@ -8,23 +8,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmexplain.balancers.base import Balancer
+from mmexplain.balancers.base import Balancer, DeviceMean, detached, encode_fuse
+from mmexplain.modules.contract import encoder_parameters
 
-__all__ = ["OGMGE", "encoder_parameters"]
-
-
-def encoder_parameters(module: nn.Module, modality: str) -> list[nn.Parameter]:
-    """The parameters of ``modality``'s encoder (``module.encoders[m]``), name-independent."""
-    encoders = getattr(module, "encoders", None)
-    if encoders is not None and modality in encoders:
-        return [p for p in encoders[modality].parameters() if p.requires_grad]
-    getter = getattr(module, "modality_parameters", None)
-    if callable(getter):
-        return [p for p in getter(modality)["main"] if p.requires_grad]
-    raise TypeError(
-        f"{type(module).__name__} exposes no per-modality encoders (an `encoders` mapping "
-        "or modality_parameters(m))"
-    )
+__all__ = [
+    "OGMGE",
+    "encoder_parameters",
+]  # encoder_parameters: re-exported from the contract
 
 
 class OGMGE(Balancer):
@@ -69,7 +59,7 @@ class OGMGE(Balancer):
     ['a', 'b']
     """
 
-    requires = "a late-fusion model with concat fusion and a single nn.Linear head (LateFusionNet(head='linear'))"
+    requires = ("linear_head",)
 
     def __init__(
         self,
@@ -85,23 +75,7 @@ class OGMGE(Balancer):
         self.noise = noise
         self.random_state = random_state
 
-    def check_model(self, net: Any) -> None:
-        module = net.module_
-        head = getattr(module, "head", None)
-        ok = (
-            callable(getattr(module, "encode", None))
-            and callable(getattr(module, "embedding_slices", None))
-            and isinstance(head, nn.Linear)
-            and getattr(module, "fusion", "concat") == "concat"
-        )
-        if not ok:
-            raise TypeError(
-                f"OGMGE needs {self.requires}; got {type(module).__name__}"
-                + (f" with head {type(head).__name__}" if head is not None else "")
-                + ". With module=None pass module__head='linear'."
-            )
-
-    def on_train_begin(self, net: Any, X: Any, y: Any) -> None:
+    def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
         if not isinstance(self.alpha, Real) or self.alpha < 0:
             raise ValueError(f"alpha must be a number >= 0, got {self.alpha!r}")
         for name in ("start_epoch", "end_epoch"):
@@ -130,19 +104,19 @@ class OGMGE(Balancer):
         )
         self.numels_ = [p.numel() for p in self.flat_params_]
 
-    def on_epoch_begin(self, net: Any, epoch: int, X: Any, y: Any) -> None:
+    def epoch_started(
+        self, net: Any, *, epoch: int, X: Any, y: Any, **kwargs: Any
+    ) -> None:
         self.epoch_ = epoch
-        self.coef_sum_ = torch.zeros(
-            len(self.modalities_), dtype=torch.float64, device=self.proj_.device
-        )
-        self.coef_steps_ = 0
+        self.coef_mean_ = DeviceMean(len(self.modalities_), self.proj_.device)
         return None
 
-    def forward(self, net: Any, X: dict[str, torch.Tensor]) -> torch.Tensor:
-        module = net.module_
-        Z = module.encode(**X)
-        self.Z_ = {m: z.detach() for m, z in Z.items()}
-        return module.fuse(**Z)
+    def forward(
+        self, net: Any, *, X: dict[str, torch.Tensor], **kwargs: Any
+    ) -> torch.Tensor:
+        logits, Z = encode_fuse(net.module_, X)
+        self.Z_ = detached(Z)
+        return logits
 
     def coefficients(
         self, Z: dict[str, torch.Tensor], y: torch.Tensor, head: nn.Linear
@@ -171,15 +145,14 @@ class OGMGE(Balancer):
             rho > 1, 1 - torch.tanh(self.alpha * rho), torch.ones_like(rho)
         )
 
-    def after_backward(
-        self, net: Any, X: dict[str, torch.Tensor], y: torch.Tensor
+    def edit_gradients(
+        self, net: Any, *, X: dict[str, torch.Tensor], y: torch.Tensor, **kwargs: Any
     ) -> None:
         if not (self.start_epoch <= self.epoch_ <= self.end_epoch):
             return
         coeff = self.coefficients(self.Z_, y, net.module_.head)
         self.Z_ = None
-        self.coef_sum_ += coeff.detach().double()
-        self.coef_steps_ += 1
+        self.coef_mean_.add(coeff)
         grads = [p.grad for p in self.flat_params_]
         if any(g is None for g in grads):  # rare: edit tensor by tensor
             self._edit_one_by_one(coeff)
@@ -221,7 +194,7 @@ class OGMGE(Balancer):
                     ) * (std + 1e-8)
                 p.grad = new
 
-    def on_epoch_end(self, net: Any, epoch: int) -> None:
-        if self.coef_steps_:
-            mean = (self.coef_sum_ / self.coef_steps_).cpu().tolist()
+    def epoch_finished(self, net: Any, *, epoch: int, **kwargs: Any) -> None:
+        mean = self.coef_mean_.mean()
+        if mean is not None:
             net.history.record("ogm_coefficients", dict(zip(self.modalities_, mean)))

@@ -9,8 +9,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mmexplain.balancers.base import Balancer, check_target, require_encode_fuse
-from mmexplain.balancers.ogm import encoder_parameters
+from mmexplain.balancers.base import (
+    Balancer,
+    DeviceMean,
+    check_target,
+    detached,
+    encode_fuse,
+)
+from mmexplain.modules.contract import encoder_parameters
 
 __all__ = ["UtilizationTarget", "batch_utilization"]
 
@@ -92,7 +98,7 @@ class UtilizationTarget(Balancer):
     ['a', 'b']
     """
 
-    requires = "a model with encode/fuse methods (e.g. LateFusionNet)"
+    requires = ("encode_fuse",)
 
     def __init__(
         self,
@@ -108,10 +114,7 @@ class UtilizationTarget(Balancer):
         self.freeze_encoders = freeze_encoders
         self.random_state = random_state
 
-    def check_model(self, net: Any) -> None:
-        require_encode_fuse(self, net)
-
-    def on_train_begin(self, net: Any, X: Any, y: Any) -> None:
+    def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
         module = net.module_
         modalities = tuple(X.keys())
         if self.target is None:
@@ -135,7 +138,7 @@ class UtilizationTarget(Balancer):
                     p.grad = None
                     self.frozen_.append(p)
 
-    def on_train_end(self, net: Any) -> None:
+    def fit_finished(self, net: Any, **kwargs: Any) -> None:
         """Unfreeze the encoders again (they are frozen only while this balancer trains)."""
         for p in getattr(self, "frozen_", []):
             p.requires_grad_(True)
@@ -145,39 +148,36 @@ class UtilizationTarget(Balancer):
         """Weight of the utilization term at ``epoch`` (0-based)."""
         return float(self.strength) * min(1.0, math.exp(epoch - int(self.warmup)))
 
-    def on_epoch_begin(self, net: Any, epoch: int, X: Any, y: Any) -> None:
+    def epoch_started(
+        self, net: Any, *, epoch: int, X: Any, y: Any, **kwargs: Any
+    ) -> None:
         self.epoch_ = epoch
-        # per-epoch bookkeeping stays on the device: no host sync per step
-        self.share_sum_ = torch.zeros(
-            len(self.modalities_), dtype=torch.float64, device=self.target_.device
-        )
-        self.steps_ = torch.zeros((), dtype=torch.float64, device=self.target_.device)
+        self.share_mean_ = DeviceMean(len(self.modalities_), self.target_.device)
         return None
 
-    def forward(self, net: Any, X: dict[str, torch.Tensor]) -> torch.Tensor:
-        module = net.module_
-        Z = module.encode(**X)
-        if self.freeze_encoders:
-            Z = {m: z.detach() for m, z in Z.items()}
-        self.Z_ = Z
-        return module.fuse(**Z)
+    def forward(
+        self, net: Any, *, X: dict[str, torch.Tensor], **kwargs: Any
+    ) -> torch.Tensor:
+        transform = detached if self.freeze_encoders else None
+        logits, Z = encode_fuse(net.module_, X, transform=transform)
+        self.Z_ = detached(Z) if self.freeze_encoders else Z
+        return logits
 
     def penalty(
-        self, net: Any, X: Any, y: torch.Tensor, y_pred: torch.Tensor
+        self, net: Any, *, X: Any, y: torch.Tensor, y_pred: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor | None:
         lam = self.lambda_(self.epoch_)
         Z, self.Z_ = self.Z_, None
         shares = batch_utilization(net.module_, Z, y_pred, y, generator=self.generator_)
         # shares are undefined (all 0) when no modality has positive MU: not counted
-        defined = (shares.detach().sum() > 0).double()
-        self.share_sum_ += shares.detach().double() * defined
-        self.steps_ += defined
+        self.share_mean_.add(shares, (shares.detach().sum() > 0).double())
         if lam == 0:
             return None
         return lam * (shares - self.target_).abs().sum()
 
-    def on_epoch_end(self, net: Any, epoch: int) -> None:
-        if float(self.steps_) > 0:
-            mean = (100 * self.share_sum_ / self.steps_).cpu().tolist()
-            net.history.record("batch_utilization", dict(zip(self.modalities_, mean)))
-            net.history.record("utilization_lambda", self.lambda_(epoch))
+    def epoch_finished(self, net: Any, *, epoch: int, **kwargs: Any) -> None:
+        net.history.record("utilization_lambda", self.lambda_(epoch))
+        mean = self.share_mean_.mean()
+        if mean is not None:  # undefined when no batch had a positive MU
+            shares = [100 * v for v in mean]
+            net.history.record("batch_utilization", dict(zip(self.modalities_, shares)))

@@ -8,12 +8,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmexplain.balancers.base import Balancer
+from mmexplain.balancers.base import Balancer, EpochData, encode_fuse
+from mmexplain.modules.contract import has_encode_fuse
+from mmexplain.seeding import MAX_SEED
 
-__all__ = ["SampleValuation", "KEEP_KEY"]
+__all__ = ["SampleValuation", "KEEP_ROWS"]
 
-#: extra batch entry carrying, per training row, which modalities are kept (N, M)
-KEEP_KEY = "__keep__"
+#: name of the per-row side information (``rows=``) saying, for each training
+#: row, which modalities it trains: a (N, M) 0/1 tensor
+KEEP_ROWS = "keep"
 
 
 class SampleValuation(Balancer):
@@ -73,7 +76,7 @@ class SampleValuation(Balancer):
         self.subset = subset
         self.random_state = random_state
 
-    def on_train_begin(self, net: Any, X: Any, y: Any) -> None:
+    def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
         if self.level not in ("sample", "modality"):
             raise ValueError(
                 f"level must be 'sample' or 'modality', got {self.level!r}"
@@ -90,19 +93,9 @@ class SampleValuation(Balancer):
             raise ValueError(
                 "SampleValuation is for classification (one label per sample)"
             )
-        module = net.module_
         self.modalities_ = tuple(X.keys())
-        self.split_ = callable(getattr(module, "encode", None)) and callable(
-            getattr(module, "fuse", None)
-        )
-        seed = self.random_state
-        if seed is None and getattr(net, "seed_", None) is not None:
-            seed = (net.seed_ + 4242) % (2**31 - 1)
-        self.rng_ = (
-            np.random.RandomState(seed)
-            if not isinstance(seed, np.random.RandomState)
-            else seed
-        )
+        self.split_ = has_encode_fuse(net.module_)
+        self.rng_ = self._make_rng(net)
 
     # -- valuation ----------------------------------------------------------
     def _values(
@@ -111,13 +104,22 @@ class SampleValuation(Balancer):
         from mmexplain.explainers import ModalityShapley
 
         explainer = ModalityShapley(
-            value="correct", baseline="zeros" if self.split_ else "zero_input"
+            value="correct",
+            baseline="zeros" if self.split_ else "zero_input",
+            # Monte-Carlo orderings (more than max_exact modalities) are seeded too
+            random_state=int(self.rng_.randint(MAX_SEED)),
         )
         return explainer.explain(net.module_, X, y.detach().cpu().numpy()).values
 
-    def on_epoch_begin(
-        self, net: Any, epoch: int, X: dict[str, torch.Tensor], y: torch.Tensor
-    ) -> Any:
+    def epoch_started(
+        self,
+        net: Any,
+        *,
+        epoch: int,
+        X: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        **kwargs: Any,
+    ) -> EpochData | None:
         self.counts_ = None
         if epoch < self.warmup_epochs:
             return None
@@ -166,28 +168,33 @@ class SampleValuation(Balancer):
             m: torch.cat([v, v.index_select(0, rows_t.to(v.device))])
             for m, v in X.items()
         }
-        X_epoch[KEEP_KEY] = keep
-        return X_epoch, torch.cat([y, y.index_select(0, rows_t)])
+        y_epoch = torch.cat([y, y.index_select(0, rows_t)])
+        return EpochData(X_epoch, y_epoch, rows={KEEP_ROWS: keep})
 
     # -- training forward -------------------------------------------------------
-    def forward(self, net: Any, X: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        if KEEP_KEY not in X:
+    def forward(
+        self,
+        net: Any,
+        *,
+        X: dict[str, torch.Tensor],
+        rows: Any = None,
+        **kwargs: Any,
+    ) -> torch.Tensor | None:
+        if rows is None or KEEP_ROWS not in rows:
             return None
-        keep = X[KEEP_KEY]
-        inputs = {m: v for m, v in X.items() if m != KEEP_KEY}
-        module = net.module_
+        keep = rows[KEEP_ROWS]
 
-        def mask(j: int, t: torch.Tensor) -> torch.Tensor:
-            return t * keep[:, j].to(t.dtype).view(-1, *([1] * (t.dim() - 1)))
+        def mask(Z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {
+                m: Z[m] * keep[:, j].to(Z[m].dtype).view(-1, *([1] * (Z[m].dim() - 1)))
+                for j, m in enumerate(self.modalities_)
+            }
 
         if self.split_:
-            Z = module.encode(**inputs)
-            return module.fuse(
-                **{m: mask(j, Z[m]) for j, m in enumerate(self.modalities_)}
-            )
-        return module(**{m: mask(j, inputs[m]) for j, m in enumerate(self.modalities_)})
+            return encode_fuse(net.module_, X, transform=mask)[0]
+        return net.module_(**mask(X))
 
-    def on_epoch_end(self, net: Any, epoch: int) -> None:
+    def epoch_finished(self, net: Any, *, epoch: int, **kwargs: Any) -> None:
         if self.counts_ is not None:
             net.history.record("valuation_mean_phi", dict(self.mean_phi_))
             net.history.record("valuation_extra_samples", dict(self.counts_))

@@ -42,7 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmexplain.data import ModalityDict, check_X, check_y
+from mmexplain.data import ModalityDict, check_X, check_X_fitted, check_y, encode_labels
+from mmexplain.modules.contract import (
+    has_encode_fuse,
+    is_branched,
+    module_device,
+    module_modalities,
+)
 
 __all__ = ["Baseline", "Perturbation", "ModelAdapter", "EvaluationEngine", "eval_mode"]
 
@@ -60,14 +66,6 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
     finally:
         for m, was_training in modes:
             m.training = was_training
-
-
-def _module_device(module: nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 class ModelAdapter:
@@ -96,24 +94,20 @@ class ModelAdapter:
                 "model must be a fitted MultimodalClassifier/MultimodalSegmenter, a fitted "
                 f"skorch net or a torch nn.Module, got {type(model).__name__}"
             )
-        own = _module_device(module)
+        own = module_device(module)
         if device is not None and torch.device(device) != own:
             # never move the caller's model: work on a copy on the requested device
             module = copy.deepcopy(module).to(device)
             own = torch.device(device)
         self.module = module
         self.device = own
-        self.split = callable(getattr(module, "encode", None)) and callable(
-            getattr(module, "fuse", None)
-        )
-        self.is_mmtm = callable(getattr(module, "ablating", None))
+        self.split = has_encode_fuse(module)
+        self.is_mmtm = is_branched(module)
         net_mods = getattr(self.net, "modalities_", None)
-        mod_mods = getattr(module, "modalities", None)
         self.modalities: tuple[str, ...] | None = (
-            tuple(net_mods)
-            if net_mods is not None
-            else (tuple(mod_mods) if mod_mods is not None else None)
+            tuple(net_mods) if net_mods is not None else module_modalities(module)
         )
+        self.input_shapes = getattr(self.net, "input_shapes_", None)
         criterion = (
             loss_fn if loss_fn is not None else getattr(self.net, "criterion_", None)
         )
@@ -130,28 +124,16 @@ class ModelAdapter:
 
     # -- inputs -----------------------------------------------------------
     def check_X(self, X: Any) -> ModalityDict:
-        checker = getattr(self.net, "_check_fitted_X", None)
-        if checker is not None:
-            return checker(X)
+        """``X`` checked against the model's modalities (and fitted shapes when known)."""
+        if self.input_shapes is not None:
+            return check_X_fitted(X, self.input_shapes)
         return check_X(X, modalities=self.modalities)
 
     def encode_y(self, y: Any, n: int) -> np.ndarray:
         """Targets as class indices (labels mapped through ``classes_`` when known)."""
         y = check_y(y, n)
         if self.classes is not None and y.ndim == 1:
-            classes = np.asarray(self.classes)
-            sorter = np.argsort(classes, kind="stable")
-            pos = np.clip(
-                np.searchsorted(classes, y, sorter=sorter), 0, len(classes) - 1
-            )
-            idx = sorter[pos]
-            bad = classes[idx] != y
-            if np.any(bad):
-                raise ValueError(
-                    f"y contains labels not among the model's classes {classes.tolist()}: "
-                    f"{np.unique(y[bad])[:5].tolist()}"
-                )
-            return idx.astype(np.int64)
+            return encode_labels(y, self.classes)
         if y.dtype.kind not in "iub":
             if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
                 return y.astype(np.int64)

@@ -1,15 +1,18 @@
-"""Gradient x input modality attribution (seed 002, Yerramilli et al.)."""
+"""Gradient x input modality attribution (Yerramilli et al.)."""
 
 from __future__ import annotations
 
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from mmexplain.explainers._engine import _as_device_rows, eval_mode
-from mmexplain.explainers.base import BaseModalityExplainer
-from mmexplain.results import ModalityExplanation
+from mmexplain.explainers.base import BaseModalityExplainer, ExplainContext
+from mmexplain.modules.contract import require
+from mmexplain.results import AttributionExplanation
 
 __all__ = ["GradientModalityAttribution", "modality_attribution"]
 
@@ -43,7 +46,7 @@ def modality_attribution(
 
 
 class GradientModalityAttribution(BaseModalityExplainer):
-    """Modality shares from gradient x input at the encoder outputs (seed 002).
+    """Modality shares from gradient x input at the encoder outputs (Yerramilli et al.).
 
     For each sample, ``alpha = d(max_c f(z)_c)/dz * z`` is computed at the
     encoder outputs ``z`` (the fusion head's inputs), L2-pooled per modality,
@@ -98,26 +101,31 @@ class GradientModalityAttribution(BaseModalityExplainer):
         self.target = target
         self.show_progress = show_progress
 
-    def explain(self, model: Any, X: Any, y: Any = None) -> ModalityExplanation:
-        """Gradient x input modality shares of ``model`` on ``X`` (``y`` for output='true')."""
-        if self.output not in ("max", "true"):
-            raise ValueError(f"output must be 'max' or 'true', got {self.output!r}")
-        if self.level not in ("auto", "embedding", "input"):
-            raise ValueError(
-                f"level must be 'auto', 'embedding' or 'input', got {self.level!r}"
-            )
-        adapter, Xv, y_idx, _ = self._prepare(model, X, y, need_y=self.output == "true")
-        modalities = Xv.modalities
-        self._check_target_param(self.target, modalities)
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "output": [StrOptions({"max", "true"})],
+        "level": [StrOptions({"auto", "embedding", "input"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": "no_validation",
+        "target": [dict, None],
+        "show_progress": ["boolean"],
+    }
+
+    def _needs_y(self) -> bool:
+        return self.output == "true"
+
+    def _explain(self, ctx: ExplainContext) -> AttributionExplanation:
+        adapter, modalities = ctx.adapter, ctx.modalities
         level = self.level
         if level == "auto":
             level = "embedding" if adapter.split else "input"
-        if level == "embedding" and not adapter.split:
-            raise ValueError(
-                f"level='embedding' needs a model with encode/fuse; {type(adapter.module).__name__} has none"
+        if level == "embedding":
+            require(
+                adapter.module, "encode_fuse", "level='embedding'", error=ValueError
             )
-        n, dev = len(Xv), adapter.device
-        y_t = None if y_idx is None else torch.as_tensor(y_idx).to(dev)
+        n, dev = len(ctx.X), adapter.device
+        y_t = None
+        if ctx.y is not None and self.output == "true":
+            y_t = torch.as_tensor(ctx.y).to(dev)
         parts = []
         blocks = range(0, n, int(self.batch_size))
         if self.show_progress:
@@ -127,27 +135,10 @@ class GradientModalityAttribution(BaseModalityExplainer):
         with eval_mode(adapter.module):
             for start in blocks:
                 sl = slice(start, min(start + int(self.batch_size), n))
-                Xb = {m: _as_device_rows(Xv[m], sl, dev) for m in modalities}
-                if level == "embedding":
-                    with torch.no_grad():
-                        Z = adapter.encode(Xb)
-                    Z = {m: Z[m].detach().requires_grad_(True) for m in modalities}
-                    with torch.enable_grad():
-                        out = adapter.head(Z)
-                        a = modality_attribution(
-                            Z,
-                            out,
-                            y=None if y_t is None or self.output == "max" else y_t[sl],
-                        )
-                else:
-                    Z = {m: Xb[m].requires_grad_(True) for m in modalities}
-                    with torch.enable_grad():
-                        out = adapter.forward(Z)
-                        a = modality_attribution(
-                            Z,
-                            out,
-                            y=None if y_t is None or self.output == "max" else y_t[sl],
-                        )
+                Xb = {m: _as_device_rows(ctx.X[m], sl, dev) for m in modalities}
+                a = self._block_shares(
+                    adapter, Xb, level, None if y_t is None else y_t[sl]
+                )
                 parts.append(a.detach().double().cpu().numpy())
         sample_shares = np.concatenate(parts)
         valid = np.isfinite(sample_shares).all(axis=1)
@@ -156,16 +147,29 @@ class GradientModalityAttribution(BaseModalityExplainer):
             if valid.any()
             else np.full(len(modalities), np.nan)
         )
-        return ModalityExplanation(
+        return AttributionExplanation(
             modalities=modalities,
             method="attribution",
             params={
                 "output": self.output,
                 "level": level,
-                "n_samples": n,
                 "n_undefined": int((~valid).sum()),
-                "batch_size": self.batch_size,
             },
             shares=shares,
             sample_shares=sample_shares,
         )
+
+    @staticmethod
+    def _block_shares(
+        adapter: Any, Xb: dict[str, torch.Tensor], level: str, y: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Attribution shares (B, M) of one block of rows."""
+        if level == "embedding":
+            with torch.no_grad():
+                Z = adapter.encode(Xb)
+            Z = {m: z.detach().requires_grad_(True) for m, z in Z.items()}
+            with torch.enable_grad():
+                return modality_attribution(Z, adapter.head(Z), y=y)
+        Z = {m: x.requires_grad_(True) for m, x in Xb.items()}
+        with torch.enable_grad():
+            return modality_attribution(Z, adapter.forward(Z), y=y)

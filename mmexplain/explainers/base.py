@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -15,7 +15,13 @@ from mmexplain.explainers._engine import EvaluationEngine, ModelAdapter, Perturb
 from mmexplain.metrics import check_target, utilization_distance
 from mmexplain.results import ModalityExplanation
 
-__all__ = ["BaseModalityExplainer", "Scoring", "resolve_scoring", "normalize_shares"]
+__all__ = [
+    "BaseModalityExplainer",
+    "ExplainContext",
+    "Scoring",
+    "normalize_shares",
+    "resolve_scoring",
+]
 
 
 def normalize_shares(
@@ -25,7 +31,7 @@ def normalize_shares(
 
     Negative contributions (a modality whose perturbation *improves* the
     score) count as zero use: they are clipped to 0 before normalizing, as
-    seed 000 normalizes non-negative MU. If nothing is positive the shares are
+    Singh et al. (2023) normalize non-negative MU. If nothing is positive the shares are
     undefined: NaN with a ``RuntimeWarning``.
     """
     c = np.clip(np.asarray(contributions, dtype=float), 0.0, None)
@@ -179,24 +185,81 @@ def evaluate_scores(
 # ----------------------------------------------------------------------------
 # base class
 # ----------------------------------------------------------------------------
-class BaseModalityExplainer(BaseEstimator):
-    """Base of all modality explainers.
+@dataclass
+class ExplainContext:
+    """What :meth:`BaseModalityExplainer.explain` hands to ``_explain``."""
 
-    Subclasses implement :meth:`explain`. ``fit`` stores the explanation in
-    ``explanation_`` and the headline attribute (``_headline``); ``score``
-    returns minus the total-variation distance between the modality shares
-    and ``target`` (uniform when None), so higher is better and 0 is perfect;
-    calling the explainer as ``explainer(estimator, X, y)`` returns ``score``,
-    which makes it a scikit-learn scorer.
+    model: Any  #: the model as the user passed it
+    adapter: ModelAdapter  #: what the engine needs to know about it
+    X: ModalityDict  #: validated inputs
+    y: np.ndarray | None  #: targets as class indices (None when not needed)
+    y_raw: Any  #: targets as given
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return self.X.modalities
+
+
+class BaseModalityExplainer(BaseEstimator):
+    """Base of all modality explainers: the ``explain`` template and the scorer API.
+
+    :meth:`explain` validates the parameters (``_parameter_constraints``, as
+    in scikit-learn), checks the model and the data, calls the subclass's
+    ``_explain(ctx)`` with an :class:`ExplainContext`, and stamps the common
+    metadata (``explainer``, ``n_samples``, ``batch_size``) into the
+    result's ``params``. A new explainer implements ``_explain`` only.
+
+    ``fit`` stores the explanation in ``explanation_`` and the headline
+    attribute (``_headline``); ``score`` returns minus the total-variation
+    distance between the modality shares and ``target`` (uniform when None),
+    so higher is better and 0 is perfect; calling the explainer as
+    ``explainer(estimator, X, y)`` returns ``score``, which makes it a
+    scikit-learn scorer.
     """
 
     _headline = "shares_"
     _headline_field = "shares"
+    #: whether ``explain`` needs targets (see :meth:`_needs_y`)
+    _requires_y = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
-    def explain(
-        self, model: Any, X: Any, y: Any = None
-    ) -> ModalityExplanation:  # pragma: no cover
+    def explain(self, model: Any, X: Any, y: Any = None) -> ModalityExplanation:
+        """Explain how ``model`` uses each modality of ``X`` (targets ``y``).
+
+        Parameters
+        ----------
+        model : fitted estimator or nn.Module
+            A fitted :class:`~mmexplain.MultimodalClassifier` /
+            :class:`~mmexplain.MultimodalSegmenter`, any fitted skorch net, or
+            an ``nn.Module`` called as ``module(**X)``.
+        X : mapping of str to array-like
+            ``{modality: array}``, the modalities the model was fitted on.
+        y : array-like or None
+            Targets (labels as the estimator knows them, or class indices
+            for a plain module).
+
+        Returns
+        -------
+        ModalityExplanation
+        """
+        self._validate_params()
+        ctx = self._prepare(model, X, y, need_y=self._needs_y())
+        self._check_target_param(getattr(self, "target", None), ctx.modalities)
+        expl = self._explain(ctx)
+        expl.params = {
+            "explainer": type(self).__name__,
+            "n_samples": len(ctx.X),
+            **expl.params,
+        }
+        if "batch_size" in self.get_params(deep=False):
+            expl.params.setdefault("batch_size", self.batch_size)
+        return expl
+
+    def _explain(self, ctx: ExplainContext) -> ModalityExplanation:  # pragma: no cover
         raise NotImplementedError
+
+    def _needs_y(self) -> bool:
+        return self._requires_y
 
     def fit(self, model: Any, X: Any, y: Any = None) -> BaseModalityExplainer:
         """Explain ``model`` on ``(X, y)`` and store the result.
@@ -225,7 +288,7 @@ class BaseModalityExplainer(BaseEstimator):
     # -- helpers ------------------------------------------------------------
     def _prepare(
         self, model: Any, X: Any, y: Any, *, need_y: bool = True
-    ) -> tuple[ModelAdapter, ModalityDict, np.ndarray | None, Any]:
+    ) -> ExplainContext:
         """Adapter, validated X, class-index y and the raw y."""
         adapter = ModelAdapter(
             model,
@@ -240,9 +303,36 @@ class BaseModalityExplainer(BaseEstimator):
                 raise ValueError(
                     f"{type(self).__name__} needs y (targets) to score the model"
                 )
-            return adapter, Xv, None, None
+            return ExplainContext(model, adapter, Xv, None, None)
         y_idx = adapter.encode_y(y, len(Xv))
-        return adapter, Xv, y_idx, y
+        return ExplainContext(model, adapter, Xv, y_idx, y)
+
+    def _engine(
+        self, ctx: ExplainContext, *, fast: bool | str, desc: str
+    ) -> EvaluationEngine:
+        """The evaluation engine over ``ctx`` with this explainer's batching settings."""
+        return EvaluationEngine(
+            ctx.adapter,
+            ctx.X,
+            ctx.y,
+            batch_size=self.batch_size,
+            fast=fast,
+            show_progress=self.show_progress,
+            desc=desc,
+        )
+
+    def _reference(self, ctx: ExplainContext) -> ModalityDict | None:
+        """The validated ``reference`` parameter (a mapping or ``(X_ref, y_ref)``)."""
+        reference = getattr(self, "reference", None)
+        if isinstance(reference, tuple):
+            reference = reference[0]
+        if reference is None:
+            return None
+        if not isinstance(reference, Mapping):
+            raise TypeError(
+                "reference must be a mapping {modality: array} or a tuple (X_ref, y_ref)"
+            )
+        return ctx.adapter.check_X(reference)
 
     @staticmethod
     def _check_target_param(target: Any, modalities: tuple[str, ...]) -> None:

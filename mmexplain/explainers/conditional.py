@@ -1,22 +1,25 @@
-"""Conditional utilization rates (seed 003, Wu et al. 2022)."""
+"""Conditional utilization rates (Wu et al., 2022)."""
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from numbers import Integral
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 
-from mmexplain.explainers._engine import EvaluationEngine, Perturbation
+from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
+    ExplainContext,
     evaluate_scores,
     normalize_shares,
     resolve_scoring,
 )
-from mmexplain.results import ModalityExplanation
+from mmexplain.modules.contract import require, select_branches
+from mmexplain.results import ConditionalExplanation, ModalityExplanation
 
 __all__ = ["ConditionalUtilization"]
 
@@ -27,15 +30,13 @@ def _other_branches(modality: str):
     """Output selector: mean logits of every branch except ``modality``'s."""
 
     def select(module: Any, logits: torch.Tensor) -> torch.Tensor:
-        branches = module.branch_logits
-        others = [v for k, v in branches.items() if k != modality]
-        return torch.stack(others).mean(dim=0)
+        return torch.stack(select_branches(module, modality)).mean(dim=0)
 
     return select
 
 
 class ConditionalUtilization(BaseModalityExplainer):
-    """How much each modality adds given the others: u(m | rest) (seed 003).
+    """How much each modality adds given the others: u(m | rest) (Wu et al., 2022).
 
     ``u(m | rest) = (A(all) - A(rest)) / A(all)``, the relative score lost
     when modality ``m``'s sample-specific information is removed (``A`` is
@@ -123,83 +124,65 @@ class ConditionalUtilization(BaseModalityExplainer):
             return float("nan")
         return -float(rates.max() - rates.min())
 
-    def explain(self, model: Any, X: Any, y: Any = None) -> ModalityExplanation:
-        """Conditional utilization rate of each modality of ``model`` on ``(X, y)``."""
-        if self.ablation not in _ABLATIONS:
-            raise ValueError(
-                f"ablation must be one of {_ABLATIONS}, got {self.ablation!r}"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "ablation": [StrOptions(set(_ABLATIONS))],
+        "reference": "no_validation",
+        "scoring": [str],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": "no_validation",
+        "target": [dict, None],
+        "show_progress": ["boolean"],
+        "loss_fn": [callable, None],
+    }
+
+    def _resolve_ablation(self, ctx: ExplainContext) -> str:
+        adapter, ablation = ctx.adapter, self.ablation
+        if ablation == "auto":
+            if adapter.is_mmtm:
+                return "mmtm"
+            return "mean" if adapter.split else "input_mean"
+        if ablation == "mmtm":
+            require(adapter.module, "ablating", "ablation='mmtm'", error=ValueError)
+        if ablation in ("mean", "zeros"):
+            require(
+                adapter.module,
+                "encode_fuse",
+                f"ablation={ablation!r} (it replaces embeddings)",
+                error=ValueError,
+                hint="use ablation='input_mean'",
             )
-        adapter, Xv, y_idx, y_raw = self._prepare(model, X, y)
-        modalities = Xv.modalities
+        return ablation
+
+    def _explain(self, ctx: ExplainContext) -> ConditionalExplanation:
+        modalities = ctx.modalities
         if len(modalities) < 2:
             raise ValueError("conditional utilization needs at least two modalities")
-        ablation = self.ablation
-        if ablation == "auto":
-            ablation = (
-                "mmtm"
-                if adapter.is_mmtm
-                else ("mean" if adapter.split else "input_mean")
-            )
-        if ablation == "mmtm" and not adapter.is_mmtm:
-            raise ValueError(
-                "ablation='mmtm' needs an MMTM model (with an `ablating` method, e.g. MMTMNet)"
-            )
-        if ablation in ("mean", "zeros") and not adapter.split:
-            raise ValueError(
-                f"ablation={ablation!r} replaces embeddings and needs a model with encode/fuse "
-                f"methods; {type(adapter.module).__name__} has none: use ablation='input_mean'"
-            )
-        reference = self.reference
-        if isinstance(reference, tuple):
-            reference = reference[0]
-        if reference is not None:
-            if not isinstance(reference, Mapping):
-                raise TypeError(
-                    "reference must be a mapping {modality: array} or a tuple (X_ref, y_ref)"
-                )
-            reference = adapter.check_X(reference)
+        ablation = self._resolve_ablation(ctx)
+        reference = self._reference(ctx)
         if ablation == "mmtm" and reference is not None:
             warnings.warn(
                 "ablation='mmtm' uses the squeeze averages the model accumulated on its "
                 "training split; reference is ignored",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-
         scoring = resolve_scoring(
-            self.scoring, adapter, classification=y_idx.ndim == 1, y_labels=y_raw
+            self.scoring,
+            ctx.adapter,
+            classification=ctx.y.ndim == 1,
+            y_labels=ctx.y_raw,
         )
         if scoring.estimator_scorer is not None:
             raise TypeError(
                 "ConditionalUtilization needs a named scoring ('accuracy', 'loss', ...)"
             )
-        engine = EvaluationEngine(
-            adapter,
-            Xv,
-            y_idx,
-            batch_size=self.batch_size,
-            fast=ablation in ("mean", "zeros"),
-            show_progress=self.show_progress,
-            desc="conditional utilization",
+        engine = self._engine(
+            ctx, fast=ablation in ("mean", "zeros"), desc="conditional utilization"
         )
         if ablation == "mmtm":
-            perturbations = [Perturbation()]
-            for m in modalities:
-                select = _other_branches(m)
-                perturbations.append(
-                    Perturbation(output=select, context_key=("full", m))
-                )
-                perturbations.append(
-                    Perturbation(
-                        context=lambda module, m=m: module.ablating(m),
-                        output=select,
-                        context_key=("ablate", m),
-                    )
-                )
-            scores = evaluate_scores(engine, perturbations, scoring)
-            score_full = float(scores[0])
-            score_ref = scores[1::2]
-            score_without = scores[2::2]
+            score_full, score_ref, score_without = self._mmtm_scores(
+                engine, modalities, scoring
+            )
         else:
             kind = "zeros" if ablation == "zeros" else "mean"
             perturbations = [Perturbation()] + [
@@ -210,19 +193,8 @@ class ConditionalUtilization(BaseModalityExplainer):
             score_full = float(scores[0])
             score_ref = np.full(len(modalities), score_full)
             score_without = scores[1:]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if scoring.greater_is_better:
-                rates = (score_ref - score_without) / score_ref
-            else:
-                rates = (score_without - score_ref) / score_ref
-        if not np.all(np.isfinite(rates)):
-            warnings.warn(
-                "a reference score is 0, so some rates are undefined (NaN)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        d_util = float(rates[1] - rates[0]) if len(modalities) == 2 else None
-        return ModalityExplanation(
+        rates = self._rates(score_ref, score_without, scoring.greater_is_better)
+        return ConditionalExplanation(
             modalities=modalities,
             method="conditional",
             params={
@@ -235,13 +207,49 @@ class ConditionalUtilization(BaseModalityExplainer):
                 ),
                 "path": engine.path,
                 "model_calls": engine.head_calls,
-                "batch_size": self.batch_size,
             },
             shares=normalize_shares(rates, what="conditional utilization"),
             score_full=score_full,
             score_without=np.asarray(score_without, dtype=float),
             score_reference=np.asarray(score_ref, dtype=float),
-            rates=np.asarray(rates, dtype=float),
-            d_util=d_util,
+            rates=rates,
+            d_util=float(rates[1] - rates[0]) if len(modalities) == 2 else None,
             scoring=scoring.name,
         )
+
+    @staticmethod
+    def _mmtm_scores(
+        engine: Any, modalities: tuple[str, ...], scoring: Any
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """Full score, and per modality the other branches' scores with and without it."""
+        perturbations = [Perturbation()]
+        for m in modalities:
+            select = _other_branches(m)
+            perturbations.append(Perturbation(output=select, context_key=("full", m)))
+            perturbations.append(
+                Perturbation(
+                    context=lambda module, m=m: module.ablating(m),
+                    output=select,
+                    context_key=("ablate", m),
+                )
+            )
+        scores = evaluate_scores(engine, perturbations, scoring)
+        return float(scores[0]), scores[1::2], scores[2::2]
+
+    @staticmethod
+    def _rates(
+        score_ref: np.ndarray, score_without: np.ndarray, greater_is_better: bool
+    ) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if greater_is_better:
+                rates = (score_ref - score_without) / score_ref
+            else:
+                rates = (score_without - score_ref) / score_ref
+        rates = np.asarray(rates, dtype=float)
+        if not np.all(np.isfinite(rates)):
+            warnings.warn(
+                "a reference score is 0, so some rates are undefined (NaN)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return rates

@@ -1,28 +1,30 @@
-"""Permutation modality utilization (seed 000, Algorithm 1)."""
+"""Permutation modality utilization (Singh et al., 2023, Algorithm 1)."""
 
 from __future__ import annotations
 
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
 from mmexplain.data import permute_rows, take_rows
-from mmexplain.explainers._engine import EvaluationEngine, Perturbation
+from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
+    ExplainContext,
     evaluate_scores,
     normalize_shares,
     resolve_scoring,
 )
-from mmexplain.results import ModalityExplanation
+from mmexplain.results import PermutationExplanation
 
 __all__ = ["PermutationModalityImportance"]
 
 
 class PermutationModalityImportance(BaseModalityExplainer):
-    """Modality utilization by whole-set permutation (seed 000, Algorithm 1).
+    """Modality utilization by whole-set permutation (Singh et al., 2023, Algorithm 1).
 
     For each modality ``i`` the rows of ``X[i]`` are permuted across the whole
     evaluation set (one shared row permutation for all of the modality's
@@ -118,60 +120,43 @@ class PermutationModalityImportance(BaseModalityExplainer):
         self.fast = fast
         self.loss_fn = loss_fn
 
-    def explain(self, model: Any, X: Any, y: Any = None) -> ModalityExplanation:
-        """Permutation utilization of each modality of ``model`` on ``(X, y)``."""
-        if not isinstance(self.n_repeats, Integral) or self.n_repeats < 1:
-            raise ValueError(
-                f"n_repeats must be a positive integer, got {self.n_repeats!r}"
-            )
-        adapter, Xv, y_idx, y_raw = self._prepare(model, X, y)
-        modalities = Xv.modalities
-        self._check_target_param(self.target, modalities)
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_repeats": [Interval(Integral, 1, None, closed="left")],
+        "scoring": [str, callable],
+        "random_state": ["random_state"],
+        "max_samples": [
+            Interval(Integral, 1, None, closed="left"),
+            Interval(RealNotInt, 0, 1, closed="right"),
+            None,
+        ],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": "no_validation",
+        "target": [dict, None],
+        "show_progress": ["boolean"],
+        "fast": ["boolean", StrOptions({"auto"})],
+        "loss_fn": [callable, None],
+    }
+
+    def _explain(self, ctx: ExplainContext) -> PermutationExplanation:
+        Xv, y_idx, y_raw = ctx.X, ctx.y, ctx.y_raw
+        modalities = ctx.modalities
         rng = check_random_state(self.random_state)
-        n_total = len(Xv)
         if self.max_samples is not None:
-            k = self._n_subsample(n_total)
-            rows = rng.choice(n_total, k, replace=False)
+            rows = rng.choice(len(Xv), self._n_subsample(len(Xv)), replace=False)
             Xv, y_idx, y_raw = take_rows(Xv, rows), y_idx[rows], np.asarray(y_raw)[rows]
+        ctx = ExplainContext(ctx.model, ctx.adapter, Xv, y_idx, y_raw)
         n = len(Xv)
         perms = [
             [rng.permutation(n) for _ in range(self.n_repeats)] for _ in modalities
         ]
-        classification = y_idx.ndim == 1
         scoring = resolve_scoring(
-            self.scoring, adapter, classification=classification, y_labels=y_raw
+            self.scoring, ctx.adapter, classification=y_idx.ndim == 1, y_labels=y_raw
         )
-
         if scoring.estimator_scorer is not None:
-            if adapter.net is None:
-                raise TypeError(
-                    "a callable scoring(estimator, X, y) needs a fitted estimator as model"
-                )
-            base = float(scoring.estimator_scorer(model, Xv, y_raw))
-            permuted = np.array(
-                [
-                    [
-                        float(
-                            scoring.estimator_scorer(
-                                model, permute_rows(Xv, m, p), y_raw
-                            )
-                        )
-                        for p in perms[i]
-                    ]
-                    for i, m in enumerate(modalities)
-                ]
-            )
+            base, permuted = self._scorer_importances(ctx, scoring, perms)
             path, calls = "estimator", None
         else:
-            engine = EvaluationEngine(
-                adapter,
-                Xv,
-                y_idx,
-                batch_size=self.batch_size,
-                fast=self.fast,
-                show_progress=self.show_progress,
-                desc="permutation importance",
-            )
+            engine = self._engine(ctx, fast=self.fast, desc="permutation importance")
             perturbations = [Perturbation()] + [
                 Perturbation({m: perms[i][r]})
                 for i, m in enumerate(modalities)
@@ -185,7 +170,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
             (base - permuted) if scoring.greater_is_better else (permuted - base)
         )
         mean = importances.mean(axis=1)
-        return ModalityExplanation(
+        return PermutationExplanation(
             modalities=modalities,
             method="permutation",
             params={
@@ -196,7 +181,6 @@ class PermutationModalityImportance(BaseModalityExplainer):
                 "n_samples": n,
                 "path": path,
                 "model_calls": calls,
-                "batch_size": self.batch_size,
             },
             shares=normalize_shares(mean, what="utilization"),
             importances=importances,
@@ -205,6 +189,28 @@ class PermutationModalityImportance(BaseModalityExplainer):
             baseline_score=base,
             scoring=scoring.name,
         )
+
+    @staticmethod
+    def _scorer_importances(
+        ctx: ExplainContext, scoring: Any, perms: list[list[np.ndarray]]
+    ) -> tuple[float, np.ndarray]:
+        """Scores of a callable ``scorer(estimator, X, y)`` on permuted copies."""
+        if ctx.adapter.net is None:
+            raise TypeError(
+                "a callable scoring(estimator, X, y) needs a fitted estimator as model"
+            )
+        score = scoring.estimator_scorer
+        base = float(score(ctx.model, ctx.X, ctx.y_raw))
+        permuted = np.array(
+            [
+                [
+                    float(score(ctx.model, permute_rows(ctx.X, m, p), ctx.y_raw))
+                    for p in ps
+                ]
+                for m, ps in zip(ctx.modalities, perms)
+            ]
+        )
+        return base, permuted
 
     def _n_subsample(self, n: int) -> int:
         ms = self.max_samples

@@ -1,17 +1,23 @@
-"""Sample-level modality Shapley values (seed 004, Wei et al. 2024)."""
+"""Sample-level modality Shapley values (Wei et al., 2024)."""
 
 from __future__ import annotations
 
 from math import factorial
 from numbers import Integral
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from mmexplain.explainers._engine import EvaluationEngine, Perturbation, make_stat
-from mmexplain.explainers.base import BaseModalityExplainer, normalize_shares
-from mmexplain.results import ModalityExplanation
+from mmexplain.explainers.base import (
+    BaseModalityExplainer,
+    ExplainContext,
+    normalize_shares,
+)
+from mmexplain.modules.contract import require
+from mmexplain.results import ShapleyExplanation
 
 __all__ = ["ModalityShapley", "shapley_weights"]
 
@@ -43,7 +49,7 @@ def shapley_weights(n_players: int) -> np.ndarray:
 
 
 class ModalityShapley(BaseModalityExplainer):
-    """Shapley value of each modality for each sample (seed 004).
+    """Shapley value of each modality for each sample (Wei et al., 2024).
 
     Players are the modalities; the value of a coalition ``S`` on a sample is
     the model's performance on that sample when the modalities outside ``S``
@@ -130,85 +136,56 @@ class ModalityShapley(BaseModalityExplainer):
         self.show_progress = show_progress
         self.loss_fn = loss_fn
 
-    def explain(self, model: Any, X: Any, y: Any = None) -> ModalityExplanation:
-        """Per-sample modality Shapley values of ``model`` on ``(X, y)``."""
-        if self.value not in _VALUES:
-            raise ValueError(f"value must be one of {_VALUES}, got {self.value!r}")
-        if self.baseline not in _BASELINES:
-            raise ValueError(
-                f"baseline must be one of {_BASELINES}, got {self.baseline!r}"
-            )
-        if self.n_samples is not None and (
-            not isinstance(self.n_samples, Integral) or self.n_samples < 2
-        ):
-            raise ValueError(
-                f"n_samples must be an integer >= 2 or None, got {self.n_samples!r}"
-            )
-        adapter, Xv, y_idx, _ = self._prepare(model, X, y)
-        modalities = Xv.modalities
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "value": [StrOptions(set(_VALUES))],
+        "baseline": [StrOptions(set(_BASELINES))],
+        "n_samples": [Interval(Integral, 2, None, closed="left"), None],
+        "max_exact": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "reference": "no_validation",
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": "no_validation",
+        "target": [dict, None],
+        "show_progress": ["boolean"],
+        "loss_fn": [callable, None],
+    }
+
+    def _explain(self, ctx: ExplainContext) -> ShapleyExplanation:
+        modalities = ctx.modalities
         M = len(modalities)
-        self._check_target_param(self.target, modalities)
         on_embeddings = self.baseline in ("zeros", "mean")
-        if on_embeddings and not adapter.split:
-            raise ValueError(
-                f"baseline={self.baseline!r} replaces embeddings and needs a model with "
-                f"encode/fuse methods; {type(adapter.module).__name__} has none: use "
-                "baseline='zero_input' or 'mean_input'"
+        if on_embeddings:
+            require(
+                ctx.adapter.module,
+                "encode_fuse",
+                f"baseline={self.baseline!r} (it replaces embeddings)",
+                error=ValueError,
+                hint="use baseline='zero_input' or 'mean_input'",
             )
-        reference = (
-            self.reference[0] if isinstance(self.reference, tuple) else self.reference
-        )
-        if reference is not None:
-            reference = adapter.check_X(reference)
-        engine = EvaluationEngine(
-            adapter,
-            Xv,
-            y_idx,
-            batch_size=self.batch_size,
-            fast=on_embeddings,
-            show_progress=self.show_progress,
-            desc="modality Shapley",
-        )
+        reference = self._reference(ctx)
+        engine = self._engine(ctx, fast=on_embeddings, desc="modality Shapley")
         kind = "zeros" if self.baseline in ("zeros", "zero_input") else "mean"
         absent = {m: engine.baseline(m, kind, reference=reference) for m in modalities}
-
         exact = self.n_samples is None and M <= self.max_exact
-        rng = check_random_state(self.random_state)
         if exact:
-            masks = np.arange(1 << M)
-            orderings = None
+            masks, orderings, prefix_masks = np.arange(1 << M), None, None
         else:
-            n_orderings = self.n_samples if self.n_samples is not None else 200
-            orderings = np.array([rng.permutation(M) for _ in range(n_orderings)])
-            prefix_masks = np.zeros((n_orderings, M + 1), dtype=np.int64)
-            for k in range(M):
-                prefix_masks[:, k + 1] = prefix_masks[:, k] | (1 << orderings[:, k])
+            orderings, prefix_masks = self._orderings(M)
             masks = np.unique(prefix_masks)
         V = self._coalition_values(engine, modalities, masks, absent)  # (N, len(masks))
-        full = (1 << M) - 1
         col = {int(mk): j for j, mk in enumerate(masks)}
-        v_full, v_empty = V[:, col[full]], V[:, col[0]]
+        v_full, v_empty = V[:, col[(1 << M) - 1]], V[:, col[0]]
         if exact:
-            values = V @ shapley_weights(M)
-            standard_errors = None
+            values, standard_errors = V @ shapley_weights(M), None
         else:
-            cols = np.vectorize(col.__getitem__)(prefix_masks)  # (P, M+1)
-            marg = (
-                V[:, cols[:, 1:]] - V[:, cols[:, :-1]]
-            )  # (N, P, M) in ordering positions
-            contrib = np.zeros_like(marg)
-            np.put_along_axis(
-                contrib, np.broadcast_to(orderings[None], marg.shape), marg, axis=2
-            )
-            values = contrib.mean(axis=1)
-            standard_errors = contrib.std(axis=1, ddof=1) / np.sqrt(contrib.shape[1])
+            values, standard_errors = self._monte_carlo(V, col, orderings, prefix_masks)
         gap = (
             float(np.max(np.abs(values.sum(axis=1) - (v_full - v_empty))))
             if len(values)
             else 0.0
         )
         mean_values = values.mean(axis=0)
-        return ModalityExplanation(
+        return ShapleyExplanation(
             modalities=modalities,
             method="shapley",
             params={
@@ -221,7 +198,6 @@ class ModalityShapley(BaseModalityExplainer):
                 "efficiency_gap": gap,
                 "path": engine.path,
                 "model_calls": engine.head_calls,
-                "batch_size": self.batch_size,
             },
             shares=normalize_shares(mean_values, what="Shapley"),
             values=values,
@@ -229,6 +205,33 @@ class ModalityShapley(BaseModalityExplainer):
             mean_values=mean_values,
             standard_errors=standard_errors,
         )
+
+    def _orderings(self, M: int) -> tuple[np.ndarray, np.ndarray]:
+        """Random modality orderings (P, M) and their prefix coalitions (P, M + 1)."""
+        rng = check_random_state(self.random_state)
+        n_orderings = self.n_samples if self.n_samples is not None else 200
+        orderings = np.array([rng.permutation(M) for _ in range(n_orderings)])
+        prefix_masks = np.zeros((n_orderings, M + 1), dtype=np.int64)
+        for k in range(M):
+            prefix_masks[:, k + 1] = prefix_masks[:, k] | (1 << orderings[:, k])
+        return orderings, prefix_masks
+
+    @staticmethod
+    def _monte_carlo(
+        V: np.ndarray,
+        col: dict[int, int],
+        orderings: np.ndarray,
+        prefix_masks: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean marginal contributions over the orderings and their standard errors."""
+        cols = np.vectorize(col.__getitem__)(prefix_masks)  # (P, M+1)
+        marg = V[:, cols[:, 1:]] - V[:, cols[:, :-1]]  # (N, P, M) in ordering positions
+        contrib = np.zeros_like(marg)
+        np.put_along_axis(
+            contrib, np.broadcast_to(orderings[None], marg.shape), marg, axis=2
+        )
+        values = contrib.mean(axis=1)
+        return values, contrib.std(axis=1, ddof=1) / np.sqrt(contrib.shape[1])
 
     def _coalition_values(
         self,

@@ -1,0 +1,307 @@
+"""Validation of multimodal inputs and targets, shared by estimators and explainers.
+
+One check per concept: :func:`check_X` (a mapping of arrays), :func:`check_X_fitted`
+(against the modalities and per-sample shapes a model was fitted on),
+:func:`check_y` (targets against a sample count) and :func:`encode_labels`
+(labels to class indices). Errors are ``ValueError``/``TypeError`` naming the
+modality and the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmexplain.data._dict import ModalityDict
+
+__all__ = ["check_X", "check_X_fitted", "check_y", "encode_labels"]
+
+
+def _describe(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return (
+        f"{type(value).__name__} of shape {tuple(shape)}"
+        if shape is not None
+        else type(value).__name__
+    )
+
+
+def _as_array(name: str, value: Any) -> Any:
+    """Return a NumPy array or torch tensor for ``value`` (never copies arrays)."""
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return value
+    if hasattr(value, "to_numpy") and callable(value.to_numpy):  # pandas
+        return value.to_numpy()
+    if hasattr(value, "toarray"):  # scipy sparse
+        raise TypeError(
+            f"modality {name!r} is a sparse matrix; pass a dense array (e.g. .toarray())"
+        )
+    if isinstance(value, list | tuple):
+        try:
+            return np.asarray(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"modality {name!r} could not be turned into an array: {exc}"
+            ) from exc
+    raise TypeError(
+        f"modality {name!r} must be a NumPy array or torch tensor, got {type(value).__name__}"
+    )
+
+
+def _check_numeric(name: str, value: Any, ensure_finite: bool) -> None:
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise TypeError(f"modality {name!r} has complex dtype {value.dtype}")
+        if (
+            ensure_finite
+            and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())
+        ):
+            raise ValueError(f"modality {name!r} contains NaN or infinite values")
+        return
+    kind = value.dtype.kind
+    if kind not in "biuf":
+        raise TypeError(
+            f"modality {name!r} has non-numeric dtype {value.dtype}; "
+            "convert it to a float array first"
+        )
+    if ensure_finite and kind == "f" and not np.isfinite(value).all():
+        raise ValueError(f"modality {name!r} contains NaN or infinite values")
+
+
+def check_X(
+    X: Any,
+    *,
+    modalities: Iterable[str] | None = None,
+    ndims: Mapping[str, int | Iterable[int]] | None = None,
+    min_ndim: int = 2,
+    ensure_finite: bool = True,
+    min_samples: int = 1,
+) -> ModalityDict:
+    """Validate multimodal input and return it as a :class:`ModalityDict`.
+
+    The arrays are not copied or modified; lists and pandas objects are
+    converted to NumPy arrays.
+
+    Parameters
+    ----------
+    X : mapping of str to array-like
+        ``{modality: array}`` with a shared first dimension.
+    modalities : iterable of str, optional
+        The modalities a fitted model expects. Missing and unknown modalities
+        raise; the result follows this order.
+    ndims : mapping, optional
+        Allowed number of dimensions (including the sample dimension) per
+        modality, e.g. ``{'eo': 2, 'sar': 4}``.
+    min_ndim : int, default=2
+        Minimum number of dimensions of every modality, ``(N, features...)``.
+    ensure_finite : bool, default=True
+        Raise on NaN or infinite values.
+    min_samples : int, default=1
+        Minimum number of samples.
+
+    Returns
+    -------
+    ModalityDict
+
+    Raises
+    ------
+    TypeError
+        ``X`` is not a mapping, a name is not a string, or a modality has a
+        non-numeric dtype.
+    ValueError
+        Missing/unknown modality, sample-count mismatch, empty modality,
+        NaN/inf values or a wrong number of dimensions.
+    """
+    if isinstance(X, np.ndarray | torch.Tensor) or not isinstance(X, Mapping):
+        raise TypeError(
+            "X must be a mapping {modality name: array}, e.g. "
+            f"{{'eo': X_eo, 'sar': X_sar}}; got {_describe(X)}"
+        )
+    if len(list(X.keys())) == 0:
+        raise ValueError("X has no modalities: pass at least one {name: array} entry")
+    for key in X.keys():
+        if not isinstance(key, str):
+            raise TypeError(
+                f"modality names must be strings, got {key!r} ({type(key).__name__})"
+            )
+
+    names = list(X.keys())
+    if modalities is not None:
+        expected = list(modalities)
+        missing = [m for m in expected if m not in X]
+        unknown = [m for m in names if m not in expected]
+        if missing:
+            raise ValueError(
+                f"missing modality {missing[0]!r}"
+                + (f" (and {missing[1:]})" if len(missing) > 1 else "")
+                + f"; expected modalities {expected}, got {names}"
+            )
+        if unknown:
+            raise ValueError(
+                f"unknown modality {unknown[0]!r}"
+                + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
+                + f"; expected modalities {expected}"
+            )
+        names = expected
+
+    arrays: dict[str, Any] = {}
+    ref_name, ref_n = None, None
+    for name in names:
+        value = _as_array(name, X[name])
+        if value.ndim < min_ndim:
+            raise ValueError(
+                f"modality {name!r} has shape {tuple(value.shape)}; expected at least "
+                f"{min_ndim} dimensions (samples, features...)"
+                + (
+                    "; reshape a 1-D array with x[:, None]"
+                    if value.ndim == 1 and min_ndim == 2
+                    else ""
+                )
+            )
+        if ndims is not None and name in ndims:
+            allowed = ndims[name]
+            allowed = (allowed,) if isinstance(allowed, Integral) else tuple(allowed)
+            if value.ndim not in allowed:
+                raise ValueError(
+                    f"modality {name!r} has {value.ndim} dimensions (shape "
+                    f"{tuple(value.shape)}) but the model expects "
+                    + " or ".join(str(a) for a in allowed)
+                )
+        n = int(value.shape[0])
+        if n < min_samples:
+            raise ValueError(
+                f"modality {name!r} is empty: {n} samples (at least {min_samples} needed)"
+            )
+        if any(int(s) == 0 for s in value.shape[1:]):
+            raise ValueError(f"modality {name!r} is empty: shape {tuple(value.shape)}")
+        if ref_n is None:
+            ref_name, ref_n = name, n
+        elif n != ref_n:
+            raise ValueError(
+                f"modality {name!r} has {n} samples but modality {ref_name!r} has "
+                f"{ref_n}; all modalities need the same number of rows"
+            )
+        _check_numeric(name, value, ensure_finite)
+        arrays[name] = value
+    return ModalityDict(arrays)
+
+
+def check_y(
+    y: Any, n: int, *, ensure_finite: bool = True, name: str = "y"
+) -> np.ndarray:
+    """Validate targets against ``n`` samples; returns a NumPy array (no copy if possible)."""
+    if y is None:
+        raise ValueError(f"{name} is required (got None)")
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    elif hasattr(y, "to_numpy") and callable(y.to_numpy):
+        y = y.to_numpy()
+    y = np.asarray(y)
+    if y.ndim == 0:
+        raise ValueError(f"{name} must be an array of length {n}, got a scalar")
+    if y.shape[0] != n:
+        raise ValueError(f"{name} has {y.shape[0]} rows but X has {n} samples")
+    if ensure_finite and y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if y.dtype.kind == "O":
+        if any(
+            v is None or (isinstance(v, float) and not np.isfinite(v))
+            for v in y.ravel()
+        ):
+            raise ValueError(f"{name} contains missing values (None/NaN)")
+    return y
+
+
+def check_X_fitted(
+    X: Any, input_shapes: Mapping[str, tuple[int, ...]] | None
+) -> ModalityDict:
+    """Validate ``X`` against the modalities and per-sample shapes seen in ``fit``.
+
+    ``input_shapes`` maps each modality to its per-sample shape (``None``
+    checks ``X`` alone). Vector modalities must match exactly; image
+    modalities ``(C, H, W)`` must match in channels (the spatial size may
+    differ, as convolutional encoders allow).
+
+    Parameters
+    ----------
+    X : mapping of str to array-like
+    input_shapes : mapping or None
+        E.g. an estimator's ``input_shapes_``.
+
+    Returns
+    -------
+    ModalityDict
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data import check_X_fitted
+    >>> check_X_fitted({"a": np.zeros((2, 3))}, {"a": (4,)})
+    Traceback (most recent call last):
+    ...
+    ValueError: modality 'a' has 3 features per sample but the model was fitted on 4
+    """
+    if input_shapes is None:
+        return check_X(X)
+    Xv = check_X(
+        X,
+        modalities=list(input_shapes),
+        ndims={m: len(s) + 1 for m, s in input_shapes.items()},
+    )
+    for m, s in input_shapes.items():
+        got = tuple(int(d) for d in Xv[m].shape[1:])
+        if len(s) == 1 and got != tuple(s):
+            raise ValueError(
+                f"modality {m!r} has {got[0]} features per sample but the model "
+                f"was fitted on {s[0]}"
+            )
+        if len(s) >= 3 and got[0] != s[0]:
+            raise ValueError(
+                f"modality {m!r} has {got[0]} channels but the model was fitted on {s[0]}"
+            )
+    return Xv
+
+
+def encode_labels(y: Any, classes: Any) -> np.ndarray:
+    """Class indices of the labels ``y`` in ``classes`` (any sortable labels).
+
+    Parameters
+    ----------
+    y : ndarray
+        Labels, any shape.
+    classes : array-like
+        The known class labels (e.g. an estimator's ``classes_``).
+
+    Returns
+    -------
+    ndarray of int64, same shape as ``y``
+
+    Raises
+    ------
+    ValueError
+        Some labels are not among ``classes``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data import encode_labels
+    >>> encode_labels(np.array(["b", "a", "b"]), ["a", "b"])
+    array([1, 0, 1])
+    """
+    y = np.asarray(y)
+    classes = np.asarray(classes)
+    sorter = np.argsort(classes, kind="stable")
+    pos = np.clip(np.searchsorted(classes, y, sorter=sorter), 0, len(classes) - 1)
+    encoded = sorter[pos]
+    bad = classes[encoded] != y
+    if np.any(bad):
+        raise ValueError(
+            f"y contains labels not among the classes {classes.tolist()}: "
+            f"{np.unique(y[bad])[:5].tolist()}"
+        )
+    return encoded.astype(np.int64)

@@ -1,0 +1,121 @@
+"""The balancer lifecycle inside an estimator: fitted copy, hook dispatch, epoch data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sklearn.base import clone
+
+from mmexplain.balancers.base import HOOKS, Balancer, EpochData
+from mmexplain.data.batching import resolve_dataset
+
+__all__ = ["BalancerLifecycleMixin"]
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. arrays or tensors: compare by identity only
+        return False
+
+
+class BalancerLifecycleMixin:
+    """Owns ``balancer_`` and calls its hooks (see :mod:`mmexplain.balancers.base`).
+
+    skorch calls the net's own ``on_epoch_begin`` / ``on_epoch_end`` first in
+    ``notify``; the overrides here run the balancer's epoch hooks there, so
+    skorch's ``fit_loop`` is used unchanged.
+    """
+
+    def _init_balancer(self) -> None:
+        """Fresh fitted copy of ``balancer`` (checked against the module)."""
+        if self.balancer is not None and not isinstance(self.balancer, Balancer):
+            raise TypeError(
+                "balancer must be an mmexplain balancer (e.g. "
+                "mmexplain.balancers.ModalityDropout()), got "
+                f"{type(self.balancer).__name__}"
+            )
+        self.balancer_ = None if self.balancer is None else clone(self.balancer)
+        if "balancer_" not in self.cuda_dependent_attributes_:
+            # pickled together with module_ and optimizer_ so that a balancer's
+            # references to the module's parameters survive a pickle round trip
+            self.cuda_dependent_attributes_ = self.cuda_dependent_attributes_[:] + [
+                "balancer_"
+            ]
+        if self.balancer_ is not None:
+            self.balancer_.check_model(self)
+
+    def _balancer_is_current(self) -> bool:
+        fitted = getattr(self, "balancer_", None)
+        if self.balancer is None or fitted is None:
+            return self.balancer is None and fitted is None
+        if type(fitted) is not type(self.balancer):
+            return False
+        theirs = self.balancer.get_params(deep=False)
+        ours = fitted.get_params(deep=False)
+        return all(theirs[k] is ours[k] or _same(theirs[k], ours[k]) for k in theirs)
+
+    def notify_balancer(self, hook: str, **kwargs: Any) -> Any:
+        """Call the fitted balancer's ``hook(self, **kwargs)``; None without a balancer."""
+        if hook not in HOOKS:
+            raise ValueError(f"unknown balancer hook {hook!r}; hooks are {HOOKS}")
+        balancer = getattr(self, "balancer_", None)
+        if balancer is None:
+            return None
+        return getattr(balancer, hook)(self, **kwargs)
+
+    # -- skorch's own notifications ----------------------------------------
+    def on_epoch_begin(
+        self,
+        net: Any,
+        dataset_train: Any = None,
+        dataset_valid: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """skorch's ``NeuralNet.on_epoch_begin`` plus the balancer's epoch start."""
+        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)  # type: ignore[misc]
+        self._epoch_data_ = None
+        if not getattr(self, "_balancer_started_", False):
+            return
+        X, y = self._train_tensors_
+        replaced = self.notify_balancer(
+            "epoch_started", epoch=len(self.history) - 1, X=X, y=y
+        )
+        if replaced is not None:
+            self._epoch_data_ = EpochData(*replaced)
+
+    def _start_balancer(self, dataset_train: Any) -> None:
+        """Start the balancer's training run on the training split."""
+        if getattr(self, "balancer_", None) is None:
+            return
+        self._train_tensors_ = self._training_tensors(dataset_train)
+        X, y = self._train_tensors_
+        self._balancer_started_ = True
+        self.notify_balancer("fit_started", X=X, y=y)
+
+    def on_epoch_end(
+        self,
+        net: Any,
+        dataset_train: Any = None,
+        dataset_valid: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """skorch's ``NeuralNet.on_epoch_end`` plus the balancer's epoch end."""
+        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)  # type: ignore[misc]
+        self._epoch_data_ = None
+        self.notify_balancer("epoch_finished", epoch=len(self.history) - 1)
+
+    def _end_balancer(self) -> None:
+        """End the balancer's training run (called in a ``finally``)."""
+        started = getattr(self, "_balancer_started_", False)
+        self._balancer_started_ = False
+        self._train_tensors_ = None
+        self._epoch_data_ = None
+        if started:
+            self.notify_balancer("fit_finished")
+
+    def _training_tensors(self, dataset: Any) -> tuple[dict[str, torch.Tensor], Any]:
+        X, y = resolve_dataset(dataset)
+        X = {m: v.to(self.device) for m, v in X.items()}
+        return X, (None if y is None else y.to(self.device))

@@ -1,0 +1,170 @@
+"""Multimodal classifier on skorch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, PrintLog
+from skorch.utils import to_numpy
+
+from mmexplain.balancers.base import Balancer
+from mmexplain.data import encode_labels
+from mmexplain.data.batching import ModalityDataset, TensorBatchIterator
+from mmexplain.estimators.base import MultimodalNetMixin
+
+__all__ = ["MultimodalClassifier"]
+
+
+def _valid_accuracy(net: Any, X: Any, y: Any) -> float:
+    """Accuracy on skorch's internal validation split, with encoded labels."""
+    proba = net.predict_proba(X)
+    return float(np.mean(proba.argmax(axis=1) == to_numpy(torch.as_tensor(y))))
+
+
+class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
+    """Multimodal neural-network classifier (a skorch ``NeuralNetClassifier``).
+
+    Parameters
+    ----------
+    module : nn.Module class or instance, or None, default=None
+        The network, called as ``module(**X)``. ``None`` builds a
+        :class:`~mmexplain.LateFusionNet` from the training data (an MLP
+        encoder per vector modality, a conv encoder per image modality);
+        ``module__<arg>`` parameters are passed to it. For a module class,
+        ``n_classes`` (and ``in_channels``) are filled in from the data when the
+        constructor takes them and they are not given. An instance is deep
+        copied before training, never trained in place.
+    balancer : Balancer or None, default=None
+        Training-time modality balancer (:mod:`mmexplain.balancers`). Its
+        parameters are exposed as ``balancer__<param>``; the fitted copy is
+        ``balancer_``.
+    criterion : loss class, default=torch.nn.CrossEntropyLoss
+        Applied to the module's logits.
+    optimizer : optimizer class, default=torch.optim.Adam
+    lr : float, default=1e-3
+    max_epochs : int, default=20
+    batch_size : int, default=64
+    train_split : callable or None, default=None
+        None trains on all of ``X`` (scikit-learn semantics); pass
+        ``skorch.dataset.ValidSplit(0.2)`` for an internal validation split
+        (``valid_loss`` and ``valid_acc`` in ``history``).
+    iterator_train, iterator_valid : default=TensorBatchIterator
+        Batching by tensor slicing; ``torch.utils.data.DataLoader`` works too.
+    verbose : int, default=0
+        1 prints skorch's per-epoch table.
+    device : str, default='cpu'
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialization, shuffling, dropout and the balancer; the
+        same seed and data give identical weights on CPU. Torch's global RNG
+        state of the caller is restored afterwards.
+    classes : array-like or None, default=None
+        All class labels, when ``y`` may not contain every class.
+    **kwargs
+        Any other skorch ``NeuralNet`` parameter (``callbacks``,
+        ``optimizer__weight_decay``, ``module__hidden``, ...).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Class labels (any hashable type, e.g. strings).
+    modalities_ : tuple of str
+        Modality names seen in ``fit``.
+    input_shapes_ : dict
+        Per-sample shape of each modality seen in ``fit``.
+    module_, balancer_, history : fitted network, balancer and training history.
+
+    Examples
+    --------
+    >>> from mmexplain import MultimodalClassifier
+    >>> from mmexplain.datasets import make_multimodal_classification
+    >>> X, y = make_multimodal_classification(n_samples=300, random_state=0)
+    >>> clf = MultimodalClassifier(max_epochs=5, random_state=0).fit(X, y)
+    >>> clf.predict(X).shape
+    (300,)
+    """
+
+    def __init__(
+        self,
+        module: Any = None,
+        *,
+        balancer: Balancer | None = None,
+        criterion: Any = torch.nn.CrossEntropyLoss,
+        optimizer: Any = torch.optim.Adam,
+        lr: float = 1e-3,
+        max_epochs: int = 20,
+        batch_size: int = 64,
+        train_split: Any = None,
+        iterator_train: Any = TensorBatchIterator,
+        iterator_valid: Any = TensorBatchIterator,
+        dataset: Any = ModalityDataset,
+        verbose: int = 0,
+        device: str = "cpu",
+        random_state: Any = None,
+        classes: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            module,
+            criterion=criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            iterator_train=iterator_train,
+            iterator_valid=iterator_valid,
+            dataset=dataset,
+            verbose=verbose,
+            device=device,
+            classes=classes,
+            **kwargs,
+        )
+        self.balancer = balancer
+        self.random_state = random_state
+
+    @property
+    def _default_callbacks(self) -> list[tuple[str, Any]]:
+        return [
+            ("epoch_timer", EpochTimer()),
+            ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
+            ("valid_loss", PassthroughScoring(name="valid_loss")),
+            (
+                "valid_acc",
+                EpochScoring(_valid_accuracy, name="valid_acc", lower_is_better=False),
+            ),
+            ("print_log", PrintLog()),
+        ]
+
+    def _module_defaults(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n_classes": len(self.classes_inferred_)}
+        shapes = getattr(self, "input_shapes_", None) or {}
+        if shapes and all(len(s) == 3 for s in shapes.values()):
+            out["in_channels"] = {m: s[0] for m, s in shapes.items()}
+        return out
+
+    def _encode_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
+        if y.ndim != 1:
+            if y.ndim == 2 and y.shape[1] == 1:
+                y = y.ravel()
+            else:
+                raise ValueError(
+                    f"y must be 1-D (one label per sample), got shape {y.shape}"
+                )
+        if reset:
+            if self.classes is not None:
+                classes = np.asarray(self.classes)
+            else:
+                classes = np.unique(y)
+            if len(classes) < 2 and self.classes is None:
+                raise ValueError(
+                    f"y has a single class {classes.tolist()}; need at least 2"
+                )
+            self.classes_inferred_ = classes
+        return encode_labels(y, self.classes_)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted class labels (the original labels, e.g. strings)."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

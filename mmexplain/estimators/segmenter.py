@@ -1,0 +1,176 @@
+"""Multimodal semantic segmentation on skorch."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import torch
+from skorch import NeuralNet
+
+from mmexplain.balancers.base import Balancer
+from mmexplain.data import ModalityDict, check_y
+from mmexplain.data.batching import ModalityDataset, TensorBatchIterator
+from mmexplain.estimators.base import MultimodalNetMixin
+
+__all__ = ["MultimodalSegmenter"]
+
+
+class MultimodalSegmenter(MultimodalNetMixin, NeuralNet):
+    """Multimodal per-pixel classifier (semantic segmentation) on skorch.
+
+    ``X`` maps modality names to image arrays ``(N, C_m, H, W)``; ``y`` is an
+    integer mask array ``(N, H, W)``. The module returns logits
+    ``(N, n_classes, H, W)``; ``predict`` returns masks and ``score`` the mean
+    intersection over union.
+
+    Parameters
+    ----------
+    module : nn.Module class or instance, or None, default=None
+        None builds a :class:`~mmexplain.LateFusionSegNet` from the data.
+    n_classes : int or None, default=None
+        Number of classes; None infers ``max(y) + 1`` (ignoring
+        ``ignore_index``).
+    ignore_index : int or None, default=None
+        Label of pixels excluded from the loss and from the IoU.
+    balancer, criterion, optimizer, lr, max_epochs, batch_size, train_split, \
+verbose, device, random_state, **kwargs
+        As in :class:`MultimodalClassifier`.
+
+    Examples
+    --------
+    >>> from mmexplain import MultimodalSegmenter
+    >>> from mmexplain.datasets import make_multimodal_segmentation
+    >>> X, y = make_multimodal_segmentation(n_samples=16, random_state=0)
+    >>> seg = MultimodalSegmenter(max_epochs=1, random_state=0).fit(X, y)
+    >>> seg.predict(X).shape == y.shape
+    True
+    """
+
+    _task = "segmentation"
+
+    def __init__(
+        self,
+        module: Any = None,
+        *,
+        balancer: Balancer | None = None,
+        n_classes: int | None = None,
+        ignore_index: int | None = None,
+        criterion: Any = torch.nn.CrossEntropyLoss,
+        optimizer: Any = torch.optim.Adam,
+        lr: float = 1e-3,
+        max_epochs: int = 20,
+        batch_size: int = 16,
+        train_split: Any = None,
+        iterator_train: Any = TensorBatchIterator,
+        iterator_valid: Any = TensorBatchIterator,
+        dataset: Any = ModalityDataset,
+        verbose: int = 0,
+        device: str = "cpu",
+        random_state: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            module,
+            criterion,
+            optimizer=optimizer,
+            lr=lr,
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            train_split=train_split,
+            iterator_train=iterator_train,
+            iterator_valid=iterator_valid,
+            dataset=dataset,
+            verbose=verbose,
+            device=device,
+            **kwargs,
+        )
+        self.balancer = balancer
+        self.n_classes = n_classes
+        self.ignore_index = ignore_index
+        self.random_state = random_state
+
+    def _module_defaults(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"n_classes": self.n_classes_}
+        shapes = getattr(self, "input_shapes_", None) or {}
+        if shapes:
+            out["in_channels"] = {m: s[0] for m, s in shapes.items()}
+        return out
+
+    def initialize_criterion(self) -> Any:
+        kwargs = self.get_params_for("criterion")
+        if (
+            self.ignore_index is not None
+            and "ignore_index" not in kwargs
+            and inspect.isclass(self.criterion)
+            and "ignore_index" in inspect.signature(self.criterion).parameters
+        ):
+            kwargs["ignore_index"] = self.ignore_index
+        self.criterion_ = self.initialized_instance(self.criterion, kwargs)
+        return self
+
+    def _validate_fit(
+        self, X: Any, y: Any, reset: bool
+    ) -> tuple[ModalityDict, np.ndarray]:
+        Xv, yv = super()._validate_fit(X, y, reset)
+        for m in Xv:
+            if Xv[m].ndim != 4:
+                raise ValueError(
+                    f"modality {m!r} has shape {tuple(Xv[m].shape)}; segmentation "
+                    "needs images of shape (N, C, H, W)"
+                )
+            if tuple(Xv[m].shape[2:]) != tuple(yv.shape[1:]):
+                raise ValueError(
+                    f"modality {m!r} has images of size {tuple(Xv[m].shape[2:])} but "
+                    f"y has masks of size {tuple(yv.shape[1:])}"
+                )
+        return Xv, yv
+
+    def _encode_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
+        if y.ndim != 3:
+            raise ValueError(
+                f"y must be integer masks of shape (N, H, W), got shape {y.shape}"
+            )
+        if y.dtype.kind not in "iu":
+            if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
+                y = y.astype(np.int64)
+            else:
+                raise TypeError(
+                    f"y must hold integer class labels, got dtype {y.dtype}"
+                )
+        valid = y if self.ignore_index is None else y[y != self.ignore_index]
+        if valid.size and valid.min() < 0:
+            raise ValueError(
+                f"y contains negative labels ({valid.min()}) other than ignore_index"
+            )
+        if reset:
+            if self.n_classes is not None:
+                self.n_classes_ = int(self.n_classes)
+            else:
+                self.n_classes_ = int(valid.max()) + 1 if valid.size else 1
+        if valid.size and valid.max() >= self.n_classes_:
+            raise ValueError(
+                f"y contains label {int(valid.max())} but there are {self.n_classes_} classes"
+            )
+        return y.astype(np.int64, copy=False)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Per-pixel class probabilities, shape (N, n_classes, H, W)."""
+        return super().predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted masks, shape (N, H, W)."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean intersection over union of ``predict(X)`` with ``y``."""
+        from mmexplain.metrics import mean_iou
+
+        y = check_y(y, len(self._check_fitted_X(X)))
+        return mean_iou(
+            y,
+            self.predict(X),
+            n_classes=self.n_classes_,
+            ignore_index=self.ignore_index,
+        )
