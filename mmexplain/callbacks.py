@@ -54,7 +54,7 @@ class EpochProgressBar(Callback):
 
 
 class UtilizationHistory(Callback):
-    """Record modality utilization on fixed data after training epochs (seed 000, Fig. 4).
+    """Record modality utilization on fixed data after training epochs (Singh et al., 2023, Fig. 4).
 
     Every ``every`` epochs the explainer runs on ``(X, y)`` with the current
     network (eval mode, restored afterwards) and ``net.history`` gets
@@ -69,6 +69,13 @@ class UtilizationHistory(Callback):
     X, y : evaluation data (e.g. a validation split).
     every : int, default=1
     key : str, default='utilization'
+
+    References
+    ----------
+    .. [Singh2023] S. Singh, P. P. Markopoulos, E. Saber, J. D. Lew and J. Heard,
+       "Measuring Modality Utilization in Multi-Modal Neural Networks", IEEE
+       Conference on Artificial Intelligence (CAI), 2023, pp. 11-14.
+       :doi:`10.1109/CAI54212.2023.00014`
 
     Examples
     --------
@@ -119,7 +126,7 @@ class UtilizationHistory(Callback):
 
 
 class ConditionalLearningSpeed(Callback):
-    """Record each modality's conditional learning speed and ``d_speed`` per epoch (seed 003).
+    """Record each modality's conditional learning speed and ``d_speed`` per epoch (Wu et al., 2022).
 
     After every backward pass (skorch's ``on_grad_computed``), the ratio
     ``sum ||grad||^2 / sum ||theta||^2`` of each modality's 'main' (branch)
@@ -129,6 +136,13 @@ class ConditionalLearningSpeed(Callback):
     ``BDR_m = log10(cum_bypass_m / cum_main_m)`` and ``d_speed`` =
     ``BDR_0 - BDR_1`` (largest minus smallest for more modalities). Needs a
     module with ``modality_parameters(m)`` (e.g. :class:`~mmexplain.MMTMNet`).
+
+    References
+    ----------
+    .. [Wu2022] N. Wu, S. Jastrzebski, K. Cho and K. J. Geras, "Characterizing and
+       Overcoming the Greedy Nature of Learning in Multi-modal Deep Neural
+       Networks", International Conference on Machine Learning (ICML), 2022.
+       :arxiv:`2202.05306`
     """
 
     def on_train_begin(

@@ -1,4 +1,4 @@
-"""Attribution regularization (seed 002, Yerramilli et al.)."""
+"""Attribution regularization (Yerramilli et al., 2024)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ __all__ = ["AttributionRegularizer"]
 class AttributionRegularizer(Balancer):
     """Pull the gradient x input modality attribution toward a target ratio (AMR).
 
-    Seed 002's regularizer: ``lambda * sum_m |a_m - r_m|`` where ``a_m`` is the
+    The regularizer of Yerramilli et al. (2024): ``lambda * sum_m |a_m - r_m|`` where ``a_m`` is the
     batch-mean attribution share of modality ``m`` (grad x input at the
     encoder outputs, L2-pooled, normalized per sample; see
     :class:`~mmexplain.explainers.GradientModalityAttribution`) and ``r`` the
@@ -45,6 +45,12 @@ class AttributionRegularizer(Balancer):
         (e.g. ``{'a': 0.5, 'b': 0.5}``).
     strength : float, default=1.0
         ``lambda``.
+
+    References
+    ----------
+    .. [Yerramilli2024] S. Yerramilli, J. S. Tamarapalli, J. Francis and E. Nyberg,
+       "Attribution Regularization for Multimodal Paradigms", 2024.
+       :arxiv:`2404.02359`
 
     Examples
     --------

@@ -36,6 +36,12 @@ class ModalityDropout(Balancer):
     random_state : int, RandomState or None, default=None
         Seed of the dropout draws. None uses the estimator's ``random_state``.
 
+    References
+    ----------
+    .. [Yerramilli2024] S. Yerramilli, J. S. Tamarapalli, J. Francis and E. Nyberg,
+       "Attribution Regularization for Multimodal Paradigms", 2024.
+       :arxiv:`2404.02359`
+
     Examples
     --------
     >>> from mmexplain import MultimodalClassifier

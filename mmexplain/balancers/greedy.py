@@ -1,4 +1,4 @@
-"""Greedy-learning re-balancing for MMTM networks (seed 003, Wu et al. 2022)."""
+"""Greedy-learning re-balancing for MMTM networks (Wu et al., 2022)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = ["GreedyBalancer"]
 class GreedyBalancer(Balancer):
     """Balanced multi-modal learning: re-balancing steps driven by learning speed.
 
-    Seed 003's algorithm for networks whose branches are joined by MMTM
+    The algorithm of Wu et al. (2022) for networks whose branches are joined by MMTM
     blocks (:class:`~mmexplain.MMTMNet`). After every *regular* training step
     the conditional learning speed of each modality is accumulated
     (``BDR_m = log10(cum_bypass_m / cum_main_m)``, see
@@ -51,6 +51,13 @@ class GreedyBalancer(Balancer):
         Epochs of regular steps only at the start of training.
     random_state : int, RandomState or None, default=None
         Seeds the random mode (default: the estimator's seed).
+
+    References
+    ----------
+    .. [Wu2022] N. Wu, S. Jastrzebski, K. Cho and K. J. Geras, "Characterizing and
+       Overcoming the Greedy Nature of Learning in Multi-modal Deep Neural
+       Networks", International Conference on Machine Learning (ICML), 2022.
+       :arxiv:`2202.05306`
 
     Examples
     --------

@@ -47,6 +47,12 @@ class OGMGE(Balancer):
     random_state : int, RandomState or None, default=None
         Seeds the noise (default: the estimator's seed).
 
+    References
+    ----------
+    .. [Peng2022] X. Peng, Y. Wei, A. Deng, D. Wang and D. Hu, "Balanced Multimodal
+       Learning via On-the-fly Gradient Modulation", IEEE/CVF Conference on
+       Computer Vision and Pattern Recognition (CVPR), 2022. :arxiv:`2203.15332`
+
     Examples
     --------
     >>> from mmexplain import MultimodalClassifier

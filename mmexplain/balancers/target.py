@@ -1,4 +1,4 @@
-"""Utilization-target training (seed 001, Singh et al. 2024)."""
+"""Utilization-target training (Singh et al., 2024)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def batch_utilization(
 
 
 class UtilizationTarget(Balancer):
-    """Train so that modality utilization approaches a user target (seed 001).
+    """Train so that modality utilization approaches a user target (Singh et al., 2024).
 
     Loss = task loss + ``lambda(t) * sum_m |u_m - target_m|`` where ``u`` are
     the in-batch permutation utilization shares (:func:`batch_utilization`:
@@ -63,8 +63,8 @@ class UtilizationTarget(Balancer):
     makes the shares differentiable functions of the network's weights).
     ``lambda`` warms up with a clipped exponential schedule,
     ``lambda(epoch) = strength * min(1, exp(epoch - warmup))``, because
-    optimizing the utilization term from the start traps the network (seed
-    001). As in the paper, ``freeze_encoders=True`` trains only the fusion /
+    optimizing the utilization term from the start traps the network (Singh et al., 2024).
+    As in the paper, ``freeze_encoders=True`` trains only the fusion /
     decision layers on top of encoders that are kept fixed (pre-trained, e.g.
     by a first vanilla ``fit`` with ``warm_start``).
 
@@ -85,6 +85,12 @@ class UtilizationTarget(Balancer):
         Keep every modality encoder fixed; train the fusion head only.
     random_state : int, RandomState or None, default=None
         Seeds the in-batch permutations (default: the estimator's seed).
+
+    References
+    ----------
+    .. [Singh2024] S. Singh, E. Saber, P. P. Markopoulos and J. Heard, "Regulating
+       Modality Utilization within Multimodal Fusion Networks", Sensors 24(18),
+       6054, 2024. :doi:`10.3390/s24186054`
 
     Examples
     --------

@@ -1,4 +1,4 @@
-"""Sample-level modality valuation re-sampling (seed 004, Wei et al. 2024)."""
+"""Sample-level modality valuation re-sampling (Wei et al., 2024)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ KEEP_ROWS = "keep"
 
 
 class SampleValuation(Balancer):
-    """Re-sample training data by each sample's modality Shapley values (seed 004).
+    """Re-sample training data by each sample's modality Shapley values (Wei et al., 2024).
 
     After ``warmup_epochs``, at the start of every epoch the training samples
     are valued with :class:`~mmexplain.explainers.ModalityShapley` (the
@@ -49,6 +49,12 @@ class SampleValuation(Balancer):
     subset : float, default=0.2
         Fraction of samples valued at the modality level.
     random_state : int, RandomState or None, default=None
+
+    References
+    ----------
+    .. [Wei2024] Y. Wei, R. Feng, Z. Wang and D. Hu, "Enhancing Multimodal
+       Cooperation via Sample-level Modality Valuation", IEEE/CVF Conference on
+       Computer Vision and Pattern Recognition (CVPR), 2024. :arxiv:`2309.06255`
 
     Examples
     --------

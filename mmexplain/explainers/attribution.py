@@ -1,4 +1,4 @@
-"""Gradient x input modality attribution (Yerramilli et al.)."""
+"""Gradient x input modality attribution (Yerramilli et al., 2024)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def modality_attribution(
 
 
 class GradientModalityAttribution(BaseModalityExplainer):
-    """Modality shares from gradient x input at the encoder outputs (Yerramilli et al.).
+    """Modality shares from gradient x input at the encoder outputs (Yerramilli et al., 2024).
 
     For each sample, ``alpha = d(max_c f(z)_c)/dz * z`` is computed at the
     encoder outputs ``z`` (the fusion head's inputs), L2-pooled per modality,
@@ -69,6 +69,12 @@ class GradientModalityAttribution(BaseModalityExplainer):
     Attributes
     ----------
     explanation_, shares_ : set by :meth:`fit`.
+
+    References
+    ----------
+    .. [Yerramilli2024] S. Yerramilli, J. S. Tamarapalli, J. Francis and E. Nyberg,
+       "Attribution Regularization for Multimodal Paradigms", 2024.
+       :arxiv:`2404.02359`
 
     Examples
     --------

@@ -83,6 +83,13 @@ class ConditionalUtilization(BaseModalityExplainer):
     ----------
     explanation_, rates_ : set by :meth:`fit`.
 
+    References
+    ----------
+    .. [Wu2022] N. Wu, S. Jastrzebski, K. Cho and K. J. Geras, "Characterizing and
+       Overcoming the Greedy Nature of Learning in Multi-modal Deep Neural
+       Networks", International Conference on Machine Learning (ICML), 2022.
+       :arxiv:`2202.05306`
+
     Examples
     --------
     >>> from mmexplain import MultimodalClassifier

@@ -81,6 +81,13 @@ class PermutationModalityImportance(BaseModalityExplainer):
     utilization_ : ndarray of shape (M,)
         Utilization in percent, set by :meth:`fit`.
 
+    References
+    ----------
+    .. [Singh2023] S. Singh, P. P. Markopoulos, E. Saber, J. D. Lew and J. Heard,
+       "Measuring Modality Utilization in Multi-Modal Neural Networks", IEEE
+       Conference on Artificial Intelligence (CAI), 2023, pp. 11-14.
+       :doi:`10.1109/CAI54212.2023.00014`
+
     Examples
     --------
     >>> from mmexplain import MultimodalClassifier

@@ -95,6 +95,12 @@ class ModalityShapley(BaseModalityExplainer):
     explanation_, shapley_values_ : set by :meth:`fit` (``shapley_values_`` is
         the (N, M) array).
 
+    References
+    ----------
+    .. [Wei2024] Y. Wei, R. Feng, Z. Wang and D. Hu, "Enhancing Multimodal
+       Cooperation via Sample-level Modality Valuation", IEEE/CVF Conference on
+       Computer Vision and Pattern Recognition (CVPR), 2024. :arxiv:`2309.06255`
+
     Examples
     --------
     >>> from mmexplain import MultimodalClassifier

@@ -3,9 +3,9 @@
 - :class:`MLPEncoder`, :class:`ConvEncoder`, :class:`UNetEncoder`: per-modality
   encoders for vectors, images and dense (segmentation) feature maps.
 - :class:`LateFusionNet`, :class:`LateFusionSegNet`: late-fusion networks with
-  ``encode(**X)`` / ``fuse(**Z)`` (seed 000).
+  ``encode(**X)`` / ``fuse(**Z)`` (Singh et al., 2023).
 - :class:`MMTM`, :class:`MMTMNet`: intermediate fusion with multimodal transfer
-  modules, re-balancing and ablation forwards (seed 003).
+  modules, re-balancing and ablation forwards (Wu et al., 2022).
 - :func:`build_module`: a default network from per-sample input shapes.
 """
 

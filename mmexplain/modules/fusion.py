@@ -1,4 +1,4 @@
-"""Late-fusion networks (seed 000's architecture).
+"""Late-fusion networks (the architecture of Singh et al., 2023).
 
 One encoder per modality, fusion of the per-modality embeddings, decision
 layers. Both networks expose ``encode(**X) -> dict`` and ``fuse(**Z)`` with
@@ -98,6 +98,13 @@ class LateFusionNet(nn.Module):
     fusion : str
     embedding_dims : dict of str to int
     n_classes : int
+
+    References
+    ----------
+    .. [Singh2023] S. Singh, P. P. Markopoulos, E. Saber, J. D. Lew and J. Heard,
+       "Measuring Modality Utilization in Multi-Modal Neural Networks", IEEE
+       Conference on Artificial Intelligence (CAI), 2023, pp. 11-14.
+       :doi:`10.1109/CAI54212.2023.00014`
 
     Examples
     --------
@@ -287,7 +294,7 @@ class LateFusionNet(nn.Module):
 
 
 class LateFusionSegNet(nn.Module):
-    """Late-fusion segmentation network (seed 000's MCubeS network).
+    """Late-fusion segmentation network (the MCubeS network of Singh et al., 2023).
 
     Each modality goes through its own :class:`UNetEncoder`, which returns a
     feature map at the input resolution; the maps are concatenated on the
@@ -313,6 +320,13 @@ class LateFusionSegNet(nn.Module):
         The convolutional decision layers.
     embedding_dims : dict of str to int
         Channels ``C_m`` of each modality's feature map (``channels[0]``).
+
+    References
+    ----------
+    .. [Singh2023] S. Singh, P. P. Markopoulos, E. Saber, J. D. Lew and J. Heard,
+       "Measuring Modality Utilization in Multi-Modal Neural Networks", IEEE
+       Conference on Artificial Intelligence (CAI), 2023, pp. 11-14.
+       :doi:`10.1109/CAI54212.2023.00014`
 
     Examples
     --------
