@@ -1,70 +1,443 @@
+"""The command line: train / explain / export-data, saved pipelines, errors, help."""
+
 import pickle
+import re
+import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
+from mmexplain import ModalityTransformer, MultimodalClassifier
+from mmexplain import __main__ as cli
 from mmexplain.__main__ import main
+from mmexplain.datasets import make_multimodal_classification
+from mmexplain.persistence import load_model, save_model
+
+BUNDLED = ("fourier", "profile", "karhunen", "pixel", "zernike", "morphological")
 
 
-def test_cli_train_then_explain(tmp_path, capsys):
-    plot = tmp_path / "report.png"
-    model = tmp_path / "model.pkl"
-    rc = main(
-        [
-            "--quiet",
-            "--repeats",
-            "2",
-            "--plot",
-            str(plot),
-            "train",
-            "--epochs",
-            "3",
-            "--save-model",
-            str(model),
-        ]
-    )
-    assert rc == 0
-    out = capsys.readouterr().out
-    assert "6 modalities" in out and "test accuracy" in out
-    for m in ("fourier", "profile", "karhunen", "pixel", "zernike", "morphological"):
-        assert m in out
-    rows = [
-        line
+def run(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def table_rows(out, modalities):
+    return [
+        line.split()
         for line in out.splitlines()
-        if line.split()[:1]
-        and line.split()[0]
-        in ("fourier", "pixel", "zernike", "profile", "karhunen", "morphological")
+        if line.split()[:1] and line.split()[0] in modalities
     ]
-    mu = [float(r.split()[2]) for r in rows]
-    assert len(mu) == 6 and sum(mu) == pytest.approx(100, abs=0.2)
-    assert plot.stat().st_size > 10_000
-    # explain the saved model on an npz of (standardized-at-train-time is not needed) raw modalities
-    with open(model, "rb") as fh:
-        clf = pickle.load(fh)
-    rng = np.random.default_rng(0)
-    data = {
-        m: rng.normal(size=(40, *shape)).astype(np.float32)
-        for m, shape in clf.input_shapes_.items()
-    }
-    data["y"] = rng.integers(0, 10, 40)
-    npz = tmp_path / "data.npz"
-    np.savez(npz, **data)
-    rc = main(
-        ["--quiet", "--repeats", "2", "--plot", "", "explain", str(model), str(npz)]
+
+
+def accuracy(pattern, out):
+    return float(re.search(pattern + r" ([0-9.]+)", out).group(1))
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A small .npz of 3 modalities (string labels) and a pipeline saved on it."""
+    d = tmp_path_factory.mktemp("small")
+    X, y = make_multimodal_classification(
+        n_samples=120, n_classes=3, modalities=3, random_state=0
+    )
+    y = np.array(["ant", "bee", "cow"])[y]
+    np.savez(d / "data.npz", **X, y=y)
+    pipe = make_pipeline(
+        ModalityTransformer({m: StandardScaler() for m in X}),
+        MultimodalClassifier(max_epochs=3, random_state=0, module__embedding_dim=8),
+    ).fit(X, y)
+    save_model(pipe, d / "model.mmx")
+    return d, dict(X), y, pipe
+
+
+# ----------------------------------------------------------------------------
+# the documented workflows
+# ----------------------------------------------------------------------------
+def test_train_save_explain_gives_the_train_time_test_accuracy(tmp_path, capsys):
+    model, plot = tmp_path / "model.mmx", tmp_path / "r.png"
+    # common options before and after the subcommand
+    rc, out, _ = run(
+        capsys,
+        "--quiet",
+        "train",
+        "--epochs",
+        "2",
+        "--repeats",
+        "2",
+        "--plot",
+        plot,
+        "--save-model",
+        model,
     )
     assert rc == 0
-    assert "score on" in capsys.readouterr().out
-    np.savez(npz, **{k: v for k, v in data.items() if k != "y"})
-    assert main(["--quiet", "--plot", "", "explain", str(model), str(npz)]) == 2
+    assert "6 modalities" in out and "train 1500 / test 500" in out
+    rows = table_rows(out, BUNDLED)
+    assert len(rows) == 6
+    assert sum(float(r[2]) for r in rows) == pytest.approx(100, abs=0.2)
+    assert plot.stat().st_size > 10_000
+    test_acc = accuracy("test accuracy", out)
+    assert test_acc > 0.5
+    # the raw (unscaled) held-out rows: the saved pipeline scales them itself
+    assert run(capsys, "export-data", tmp_path / "test.npz", "--split", "test")[0] == 0
+    rc, out, _ = run(
+        capsys, "--quiet", "explain", model, tmp_path / "test.npz", "--plot", ""
+    )
+    assert rc == 0
+    assert accuracy(r"score on \S+:", out) == pytest.approx(test_acc, abs=1e-9)
+    assert len(table_rows(out, BUNDLED)) == 6
 
 
-def test_cli_default_runs_with_no_arguments(tmp_path, monkeypatch, capsys):
+def _docstring_commands():
+    block = cli.__doc__.split("::", 1)[1].split("\n\n")[1]
+    lines = [line.strip() for line in block.splitlines() if line.strip()]
+    assert lines and all(line.split()[0] == "mmexplain" for line in lines)
+    return lines
+
+
+def test_every_docstring_example_runs(tmp_path, monkeypatch, capsys):
+    """Each command line of the module docstring runs as written, in order."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("sys.argv", ["mmexplain"])
-    # the real default trains 30 epochs; check the defaults wire through
-    from mmexplain import __main__ as cli
+    # the bare `mmexplain` trains the default 30 epochs: keep the test fast
+    monkeypatch.setattr(cli, "_DEFAULT_EPOCHS", 1)
+    commands = _docstring_commands()
+    assert commands[0] == "mmexplain"  # the no-argument default run is shown
+    for line in commands:
+        argv = shlex.split(line)[1:]
+        rc, out, err = run(capsys, *argv)
+        assert rc == 0, f"{line!r} failed:\n{err}"
+        assert "Traceback" not in err
+        command = next((a for a in argv if a in cli._COMMANDS), "train")
+        if command in ("train", "explain"):  # both print the modality report
+            assert len(table_rows(out, BUNDLED)) == 6, line
+    for name in ("mmexplain_report.png", "report.png", "explain.png"):
+        assert (tmp_path / name).stat().st_size > 10_000
+    assert load_model(tmp_path / "model.mmx").steps[0][0] == "modalitytransformer"
+    with np.load(tmp_path / "train.npz") as data:
+        assert sorted(data.files) == sorted([*BUNDLED, "label"])
 
-    args = cli._parser().parse_args([])
-    assert args.command is None and args.plot == "mmexplain_report.png"
-    assert main(["--quiet", "--repeats", "2", "train", "--epochs", "1"]) == 0
-    assert (tmp_path / "mmexplain_report.png").exists()
+
+def test_no_arguments_runs_train_with_its_defaults(monkeypatch):
+    seen = {}
+    monkeypatch.setitem(cli._COMMANDS, "train", lambda args: seen.update(vars(args)))
+    main([])
+    assert seen["command"] == "train" and seen["data"] is None
+    assert seen["epochs"] == 30 and seen["plot"] == "mmexplain_report.png"
+    assert seen["test_size"] == 0.25 and seen["seed"] == 0 and not seen["quiet"]
+
+
+def test_options_before_or_after_the_subcommand():
+    parser = cli._parser()
+    before = parser.parse_args(
+        "--seed 3 --plot r.png --quiet --repeats 4 train --epochs 3".split()
+    )
+    after = parser.parse_args(
+        "train --epochs 3 --plot r.png --seed 3 --quiet --repeats 4".split()
+    )
+    assert vars(before) == vars(after)
+    assert (after.seed, after.plot, after.quiet, after.repeats) == (3, "r.png", True, 4)
+    # given after the subcommand, an option wins over the same one given before
+    both = parser.parse_args("--plot a.png explain m d --plot b.png".split())
+    assert both.plot == "b.png" and both.seed == 0
+
+
+def test_train_on_own_npz_then_explain(small, tmp_path, capsys):
+    d, X, y, _ = small
+    data = tmp_path / "mine.npz"
+    images = np.random.default_rng(0).normal(size=(120, 1, 4, 4))
+    np.savez(data, **X, img=images, label=y)
+    model = tmp_path / "mine.mmx"
+    rc, out, err = run(
+        capsys,
+        "--seed",
+        "1",
+        "train",
+        "--data",
+        data,
+        "--target-key",
+        "label",
+        "--test-size",
+        "0.3",
+        "--epochs",
+        "2",
+        "--scaler",
+        "minmax",
+        "--save-model",
+        model,
+        "--plot",
+        "",
+        "--quiet",
+        "--repeats",
+        "2",
+    )
+    assert rc == 0, err
+    assert f"{data}: 120 samples, 4 modalities" in out and "img 1x4x4" in out
+    assert "train 84 / test 36, minmax-scaled per modality" in out
+    assert len(table_rows(out, ("m0", "m1", "m2", "img"))) == 4
+    rc, out, err = run(
+        capsys, "--quiet", "explain", model, data, "--target-key", "label", "--plot", ""
+    )
+    assert rc == 0, err
+    pipe = load_model(model)
+    Xd = {**X, "img": images}
+    assert f"score on {data}: {pipe.score(Xd, y):.3f}" in out
+
+
+def test_explain_a_trusted_pickle(small, tmp_path, capsys):
+    d, _, _, pipe = small
+    path = tmp_path / "old.pkl"
+    path.write_bytes(pickle.dumps(pipe))
+    rc, _, err = run(capsys, "--quiet", "explain", path, d / "data.npz", "--plot", "")
+    assert rc == 2 and "--trust-pickle" in err
+    rc, out, err = run(
+        capsys,
+        "--quiet",
+        "explain",
+        path,
+        d / "data.npz",
+        "--plot",
+        "",
+        "--trust-pickle",
+    )
+    assert rc == 0 and "score on" in out
+    assert err.startswith("warning: loading the pickle")
+
+
+class NotANetwork:
+    """A picklable 'model' that no explainer can handle."""
+
+    def predict(self, X):
+        return np.zeros(len(next(iter(X.values()))))
+
+    def score(self, X, y):
+        return 0.0
+
+
+def test_exit_status_1_when_no_explainer_can_run(small, tmp_path, capsys):
+    d = small[0]
+    path = tmp_path / "odd.pkl"
+    path.write_bytes(pickle.dumps(NotANetwork()))
+    rc, _, err = run(
+        capsys,
+        "--quiet",
+        "explain",
+        path,
+        d / "data.npz",
+        "--plot",
+        "",
+        "--trust-pickle",
+    )
+    assert rc == 1
+    assert err.count("skipped") == 4
+    assert err.strip().splitlines()[-1].startswith("error: no explainer could run")
+
+
+# ----------------------------------------------------------------------------
+# unusable input: one `error:` line, exit status 2, no traceback
+# ----------------------------------------------------------------------------
+def _npz(d, name, **arrays):
+    np.savez(d / name, **arrays)
+    return d / name
+
+
+def _case_files(d, X, y):
+    """Build the broken inputs; returns {case: (argv, expected message part)}."""
+    model, data = d / "model.mmx", d / "data.npz"
+    blob = model.read_bytes()
+    (d / "trunc.mmx").write_bytes(blob[: len(blob) // 3])
+    (d / "trunc.npz").write_bytes(data.read_bytes()[:500])
+    (d / "text.npz").write_text("m0,m1\n1,2\n")
+    np.save(d / "single.npy", X["m0"])
+    (d / "evil.pkl").write_bytes(pickle.dumps({"not": "a model"}))
+    (d / "adir").mkdir(exist_ok=True)
+    bad_y = np.where(np.arange(len(y)) == 0, "zebra", y)
+    nan = {**X, "m0": X["m0"].copy()}
+    nan["m0"][3, 2] = np.nan
+    ex = ["--quiet", "explain"]
+    tr = ["--quiet", "train", "--epochs", "1", "--data"]
+    return {
+        "missing model": (
+            [*ex, d / "nope.mmx", data],
+            "model file .*nope.mmx does not exist",
+        ),
+        "missing data": ([*ex, model, d / "nope.npz"], "data file .* does not exist"),
+        "model is a directory": ([*ex, d / "adir", data], "cannot read model file"),
+        "truncated model": ([*ex, d / "trunc.mmx", data], "truncated, corrupted"),
+        "truncated data": ([*ex, model, d / "trunc.npz"], "cannot read"),
+        "text as npz": ([*ex, model, d / "text.npz"], "text.npz is not an .npz file"),
+        "npy not npz": ([*ex, model, d / "single.npy"], "single array"),
+        "pickle not trusted": ([*ex, d / "evil.pkl", data], "--trust-pickle"),
+        "pickle not a model": (
+            [*ex, d / "evil.pkl", data, "--trust-pickle"],
+            "not a fitted model",
+        ),
+        "no target key": (
+            [*ex, model, _npz(d, "noy.npz", **X)],
+            "has no 'y' array .*--target-key",
+        ),
+        "other target key": (
+            [*ex, model, data, "--target-key", "label"],
+            "has no 'label' array",
+        ),
+        "wrong modality names": (
+            [*ex, model, _npz(d, "names.npz", m0=X["m0"], m1=X["m1"], m9=X["m2"], y=y)],
+            r"trained on modalities \['m0', 'm1', 'm2'\].*lacks \['m2'\].*\['m9'\]",
+        ),
+        "wrong shape": (
+            [*ex, model, _npz(d, "shape.npz", **{**X, "m1": X["m1"][:, :7]}, y=y)],
+            "modality 'm1' .*7 values.*trained on 10",
+        ),
+        "row mismatch": (
+            [*ex, model, _npz(d, "rows.npz", **{**X, "m2": X["m2"][:50]}, y=y)],
+            "modality 'm2' has 50 samples",
+        ),
+        "target rows": (
+            [*ex, model, _npz(d, "yrows.npz", **X, y=y[:10])],
+            "targets 'y' have 10 rows",
+        ),
+        "unknown labels": (
+            [*ex, model, _npz(d, "labels.npz", **X, y=bad_y)],
+            "does not fit the model.*zebra",
+        ),
+        "object array": (
+            [*ex, model, _npz(d, "obj.npz", **X, y=y.astype(object))],
+            "cannot read array 'y' .*allow_pickle",
+        ),
+        "plot dir missing": (
+            [*ex, model, data, "--plot", d / "no" / "r.png"],
+            "--plot .* does not exist",
+        ),
+        "train: no target": (
+            [*tr, _npz(d, "noy2.npz", **X)],
+            "has no 'y' array",
+        ),
+        "train: NaN": (
+            [*tr, _npz(d, "nan.npz", **nan, y=y)],
+            "modality 'm0' .*NaN .*in row 3",
+        ),
+        "train: modality not 2-D": (
+            [*tr, _npz(d, "flat.npz", a=X["m0"][:, 0], y=y)],
+            "modality 'a' .* shape \\(120,\\)",
+        ),
+        "train: one class": (
+            [*tr, _npz(d, "one.npz", **X, y=np.zeros(120, int))],
+            "single class",
+        ),
+        "train: save dir missing": (
+            [*tr, data, "--save-model", d / "no" / "m.mmx"],
+            "--save-model .* does not exist",
+        ),
+        "export: dir missing": (["export-data", d / "no" / "x.npz"], "does not exist"),
+    }
+
+
+CASES = [
+    "missing model",
+    "missing data",
+    "model is a directory",
+    "truncated model",
+    "truncated data",
+    "text as npz",
+    "npy not npz",
+    "pickle not trusted",
+    "pickle not a model",
+    "no target key",
+    "other target key",
+    "wrong modality names",
+    "wrong shape",
+    "row mismatch",
+    "target rows",
+    "unknown labels",
+    "object array",
+    "plot dir missing",
+    "train: no target",
+    "train: NaN",
+    "train: modality not 2-D",
+    "train: one class",
+    "train: save dir missing",
+    "export: dir missing",
+]
+
+
+@pytest.fixture(scope="module")
+def broken(small):
+    d, X, y, _ = small
+    cases = _case_files(d, X, y)
+    assert sorted(cases) == sorted(CASES)
+    return cases
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_unusable_input_gives_one_error_line_and_exit_2(case, broken, capsys):
+    argv, expected = broken[case]
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    if "--trust-pickle" in argv:  # the opt-in always warns first
+        assert lines[0].startswith("warning: loading the pickle")
+        lines = lines[1:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(expected, lines[0]), lines[0]
+    assert "Traceback" not in out + err
+
+
+def test_bad_option_values_are_usage_errors(capsys):
+    for argv in (
+        ["train", "--test-size", "2"],
+        ["--repeats", "0"],
+        ["train", "--lr", "-1"],
+    ):
+        rc, _, err = run(capsys, *argv)
+        assert rc == 2 and "error: argument" in err and "Traceback" not in err
+
+
+# ----------------------------------------------------------------------------
+# help
+# ----------------------------------------------------------------------------
+def _parsers():
+    parser = cli._parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return {"mmexplain": parser, **sub.choices}
+
+
+def _option_blocks(text):
+    """{first option string: its help text} from an argparse help page."""
+    blocks, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("  -"):
+            current = line.split()[0].rstrip(",")
+            blocks[current] = line
+        elif current and line.startswith("    "):
+            blocks[current] += " " + line.strip()
+        else:
+            current = None
+    return blocks
+
+
+def test_every_option_has_help_and_shows_its_default():
+    for name, parser in _parsers().items():
+        blocks = _option_blocks(parser.format_help())
+        for action in parser._actions:
+            assert action.help, (name, action.dest)
+            if not action.option_strings or action.dest == "help":
+                continue
+            block = blocks[action.option_strings[0]]
+            assert "(default: " in block, (name, block)
+    train = _option_blocks(_parsers()["train"].format_help())
+    assert "(default: 30)" in train["--epochs"]
+    assert "(default: mmexplain_report.png)" in train["--plot"]
+
+
+def test_python_m_mmexplain_help():
+    res = subprocess.run(
+        [sys.executable, "-m", "mmexplain", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0
+    assert "--save-model" in res.stdout and "--target-key" in res.stdout
