@@ -31,7 +31,6 @@ explainers compute their scores.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,154 +38,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from mmexplain.data import ModalityDict, check_X, check_X_fitted, check_y, encode_labels
-from mmexplain.modules.contract import (
-    has_encode_fuse,
-    is_branched,
-    module_device,
-    module_modalities,
-)
+from mmexplain.data import ModalityDict
+from mmexplain.explainers._adapter import ModelAdapter, eval_mode
 
 __all__ = ["Baseline", "Perturbation", "ModelAdapter", "EvaluationEngine", "eval_mode"]
-
-
-# ----------------------------------------------------------------------------
-# model adapter
-# ----------------------------------------------------------------------------
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode; restore each one's own mode afterwards."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
-
-
-class ModelAdapter:
-    """What the explainers need to know about a model, whatever its kind.
-
-    ``model`` may be a fitted :class:`~mmexplain.MultimodalClassifier` /
-    :class:`~mmexplain.MultimodalSegmenter`, any fitted skorch net, or an
-    ``nn.Module`` called as ``module(**X)``.
-    """
-
-    def __init__(self, model: Any, *, loss_fn: Any = None, device: Any = None) -> None:
-        self.net = None
-        if isinstance(model, nn.Module):
-            module = model
-        elif hasattr(model, "module") and hasattr(model, "initialize"):  # skorch net
-            if not getattr(model, "initialized_", False) or not hasattr(
-                model, "module_"
-            ):
-                raise ValueError(
-                    f"the {type(model).__name__} is not fitted yet: call fit(X, y) before explaining it"
-                )
-            self.net = model
-            module = model.module_
-        else:
-            raise TypeError(
-                "model must be a fitted MultimodalClassifier/MultimodalSegmenter, a fitted "
-                f"skorch net or a torch nn.Module, got {type(model).__name__}"
-            )
-        own = module_device(module)
-        if device is not None and torch.device(device) != own:
-            # never move the caller's model: work on a copy on the requested device
-            module = copy.deepcopy(module).to(device)
-            own = torch.device(device)
-        self.module = module
-        self.device = own
-        self.split = has_encode_fuse(module)
-        self.is_mmtm = is_branched(module)
-        net_mods = getattr(self.net, "modalities_", None)
-        self.modalities: tuple[str, ...] | None = (
-            tuple(net_mods) if net_mods is not None else module_modalities(module)
-        )
-        self.input_shapes = getattr(self.net, "input_shapes_", None)
-        criterion = (
-            loss_fn if loss_fn is not None else getattr(self.net, "criterion_", None)
-        )
-        self.criterion = criterion
-        ignore = getattr(self.net, "ignore_index", None)
-        if ignore is None:
-            ignore = getattr(criterion, "ignore_index", None)
-        self.ignore_index: int | None = ignore
-        self.classes = (
-            getattr(self.net, "classes_", None) if self.net is not None else None
-        )
-        if self.net is not None and not hasattr(self.net, "classes_"):
-            self.classes = None
-
-    # -- inputs -----------------------------------------------------------
-    def check_X(self, X: Any) -> ModalityDict:
-        """``X`` checked against the model's modalities (and fitted shapes when known)."""
-        if self.input_shapes is not None:
-            return check_X_fitted(X, self.input_shapes)
-        return check_X(X, modalities=self.modalities)
-
-    def encode_y(self, y: Any, n: int) -> np.ndarray:
-        """Targets as class indices (labels mapped through ``classes_`` when known)."""
-        y = check_y(y, n)
-        if self.classes is not None and y.ndim == 1:
-            return encode_labels(y, self.classes)
-        if y.dtype.kind not in "iub":
-            if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
-                return y.astype(np.int64)
-            raise TypeError(
-                f"y must hold integer class indices for this model (got dtype {y.dtype}); "
-                "pass a fitted MultimodalClassifier to use other labels"
-            )
-        return y.astype(np.int64, copy=False)
-
-    # -- forward pieces ------------------------------------------------------
-    def encode(self, X: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.module.encode(**X)
-
-    def head(self, Z: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.module.fuse(**Z)
-
-    def forward(self, X: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        out = self.module(**X)
-        return out[0] if isinstance(out, tuple) else out
-
-    # -- per-element loss -----------------------------------------------------
-    def elementwise_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Unreduced loss, shape (rows,) or (rows, H, W)."""
-        crit = self.criterion
-        if (
-            crit is None
-            or isinstance(crit, nn.CrossEntropyLoss)
-            or (isinstance(crit, type) and issubclass(crit, nn.CrossEntropyLoss))
-        ):
-            kw: dict[str, Any] = {}
-            if isinstance(crit, nn.CrossEntropyLoss):
-                kw = {"weight": crit.weight, "label_smoothing": crit.label_smoothing}
-            return F.cross_entropy(
-                logits,
-                y,
-                reduction="none",
-                ignore_index=self.ignore_index
-                if self.ignore_index is not None
-                else -100,
-                **kw,
-            )
-        if isinstance(crit, nn.Module) and hasattr(crit, "reduction"):
-            unreduced = copy.copy(crit)
-            unreduced.reduction = "none"
-            return unreduced(logits, y)
-        out = crit(logits, y)
-        if out.dim() == 0:
-            raise ValueError(
-                "loss_fn returned a scalar; the explainers need one loss per sample "
-                "(pass a loss module with a `reduction` attribute or a function returning "
-                "unreduced losses)"
-            )
-        return out
 
 
 # ----------------------------------------------------------------------------
@@ -212,89 +69,6 @@ class Perturbation:
     output: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
     #: perturbations sharing a model call must share context and output; equal keys say so
     context_key: Any = None
-
-
-# ----------------------------------------------------------------------------
-# statistics (additive, per row)
-# ----------------------------------------------------------------------------
-def _valid_mask(y: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
-    if ignore_index is None:
-        return torch.ones_like(y, dtype=torch.bool)
-    return y != ignore_index
-
-
-def _flat_sum(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1).sum(dim=1)
-
-
-def make_stat(
-    kind: str, adapter: ModelAdapter, n_classes: int | None = None
-) -> Callable:
-    """Per-row additive statistics ``stat(logits, y) -> (rows, P)``.
-
-    kinds: 'loss' -> [loss sum, count]; 'correct' -> [correct, count];
-    'probability' -> [true-class probability sum, count]; 'confusion' ->
-    flattened (C, C) confusion counts; 'proba' -> class probabilities (C).
-    """
-    ignore = adapter.ignore_index
-
-    weight = getattr(adapter.criterion, "weight", None)
-    weighted = (
-        isinstance(adapter.criterion, nn.CrossEntropyLoss | nn.NLLLoss)
-        and weight is not None
-    )
-
-    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        valid = _valid_mask(y, ignore)
-        per = adapter.elementwise_loss(logits, y)
-        per = (
-            torch.where(valid, per, torch.zeros((), dtype=per.dtype, device=per.device))
-            if per.shape == y.shape
-            else per
-        )
-        if weighted:
-            # the criterion's mean divides by the summed class weights of the targets
-            safe_y = torch.where(valid, y, torch.zeros_like(y))
-            count = weight.to(logits.device)[safe_y] * valid
-        else:
-            count = valid.float()
-        return torch.stack([_flat_sum(per.float()), _flat_sum(count.float())], dim=1)
-
-    def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        valid = _valid_mask(y, ignore)
-        hit = (logits.argmax(dim=1) == y) & valid
-        return torch.stack([_flat_sum(hit.float()), _flat_sum(valid.float())], dim=1)
-
-    def probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        valid = _valid_mask(y, ignore)
-        p = torch.softmax(logits.float(), dim=1)
-        yy = torch.where(valid, y, torch.zeros_like(y))
-        py = p.gather(1, yy.unsqueeze(1)).squeeze(1) * valid
-        return torch.stack([_flat_sum(py), _flat_sum(valid.float())], dim=1)
-
-    def confusion(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        c = int(n_classes if n_classes is not None else logits.shape[1])
-        valid = _valid_mask(y, ignore)
-        pred = logits.argmax(dim=1)
-        code = torch.where(valid, y * c + pred, torch.full_like(y, c * c))
-        code = code.reshape(code.shape[0], -1)
-        counts = torch.zeros(code.shape[0], c * c + 1, device=logits.device)
-        counts.scatter_add_(1, code, torch.ones_like(code, dtype=counts.dtype))
-        return counts[:, : c * c]
-
-    def proba(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits.float(), dim=1)
-
-    table = {
-        "loss": loss,
-        "correct": correct,
-        "probability": probability,
-        "confusion": confusion,
-        "proba": proba,
-    }
-    if kind not in table:
-        raise ValueError(f"unknown statistic {kind!r}")
-    return table[kind]
 
 
 # ----------------------------------------------------------------------------

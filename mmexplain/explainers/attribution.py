@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mmexplain.explainers._engine import _as_device_rows, eval_mode
+from mmexplain.explainers._adapter import eval_mode
+from mmexplain.explainers._engine import _as_device_rows
 from mmexplain.explainers.base import BaseModalityExplainer, ExplainContext
 from mmexplain.modules.contract import require
 from mmexplain.results import AttributionExplanation

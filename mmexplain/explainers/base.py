@@ -11,7 +11,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from mmexplain.data import ModalityDict
-from mmexplain.explainers._engine import EvaluationEngine, ModelAdapter, Perturbation
+from mmexplain.explainers._adapter import ModelAdapter, model_lock
+from mmexplain.explainers._engine import EvaluationEngine, Perturbation
 from mmexplain.metrics import check_target, utilization_distance
 from mmexplain.results import ModalityExplanation
 
@@ -156,7 +157,7 @@ def evaluate_scores(
     engine: EvaluationEngine, perturbations: list[Perturbation], scoring: Scoring
 ) -> np.ndarray:
     """One score per perturbation (memory-bounded for per-sample scorers)."""
-    from mmexplain.explainers._engine import make_stat
+    from mmexplain.explainers._stats import make_stat
 
     stat = make_stat(scoring.stat, engine.adapter)
     if not scoring.per_sample:
@@ -245,7 +246,8 @@ class BaseModalityExplainer(BaseEstimator):
         self._validate_params()
         ctx = self._prepare(model, X, y, need_y=self._needs_y())
         self._check_target_param(getattr(self, "target", None), ctx.modalities)
-        expl = self._explain(ctx)
+        with model_lock(ctx.adapter.module):
+            expl = self._explain(ctx)
         expl.params = {
             "explainer": type(self).__name__,
             "n_samples": len(ctx.X),

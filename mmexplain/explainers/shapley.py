@@ -10,7 +10,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mmexplain.explainers._engine import EvaluationEngine, Perturbation, make_stat
+from mmexplain.explainers._engine import EvaluationEngine, Perturbation
+from mmexplain.explainers._stats import make_stat
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
     ExplainContext,
