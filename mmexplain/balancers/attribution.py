@@ -13,6 +13,7 @@ from mmexplain.balancers.base import (
     check_target,
     detached,
     encode_fuse,
+    modality_names,
 )
 from mmexplain.explainers.attribution import modality_attribution
 
@@ -77,7 +78,7 @@ class AttributionRegularizer(Balancer):
             raise ValueError(
                 "AttributionRegularizer needs target={modality: share} summing to 1"
             )
-        modalities = tuple(X.keys())
+        modalities = modality_names(X)
         target = check_target(self.target, modalities)
         if not isinstance(self.strength, Real) or self.strength < 0:
             raise ValueError(f"strength must be a number >= 0, got {self.strength!r}")

@@ -30,8 +30,12 @@ balancers. The names are distinct from skorch's callback methods
         epoch_finished(net, epoch=)               (after validation)
     fit_finished(net)                             always, also when training is interrupted
 
-``X`` arguments are ``dict[str, torch.Tensor]`` on the training device and
-hold only modalities. Per-row side information (e.g. which modalities a
+``X`` arguments of the batch hooks are ``dict[str, torch.Tensor]`` on the
+training device and hold only modalities. The whole-set ``X`` of
+``fit_started`` / ``epoch_started`` is such a dict when the training data are
+in memory and a :class:`~mmexplain.data.sources.RowSource` when they are a
+Dataset on disk (use :func:`modality_names` / :func:`modality_means`, or
+``X.take(rows)``, to stay out of core). Per-row side information (e.g. which modalities a
 re-sampled copy trains) travels in ``rows``: the ``rows`` mapping of the
 :class:`EpochData` that ``epoch_started`` returned, sliced to the batch (None
 when there is none).
@@ -47,6 +51,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from mmexplain.data.sources import RowSource
 from mmexplain.metrics import check_target  # re-exported: balancers validate targets
 from mmexplain.modules.contract import require
 from mmexplain.seeding import draw_seed, numpy_rng, torch_generator
@@ -76,14 +81,38 @@ HOOKS = (
 class EpochData(NamedTuple):
     """Replacement training data for one epoch, returned by ``epoch_started``.
 
-    ``rows`` maps names to tensors with one entry per row of ``X`` (first
-    dimension ``N``); each batch's slice is passed to the batch hooks as
-    ``rows=``.
+    Either ``X`` (tensors) or ``index`` (rows of the training data, repeats
+    allowed: the estimator reads them from memory or from the Dataset, so
+    this works out of core). ``rows`` maps names to tensors with one entry
+    per row of the epoch's data; each batch's slice is passed to the batch
+    hooks as ``rows=``.
     """
 
-    X: Mapping[str, torch.Tensor]
+    X: Mapping[str, torch.Tensor] | None
     y: torch.Tensor
     rows: Mapping[str, torch.Tensor] | None = None
+    index: np.ndarray | None = None
+
+
+def modality_names(X: Any) -> tuple[str, ...]:
+    """Modality names of the training data (tensors in memory or a row source)."""
+    return tuple(X.modalities) if isinstance(X, RowSource) else tuple(X.keys())
+
+
+def modality_means(
+    X: Any, device: torch.device | str, batch_size: int = 4096
+) -> dict[str, torch.Tensor]:
+    """Per-modality mean row ``(1, ...)`` of the training data, streamed for sources."""
+    if not isinstance(X, RowSource):
+        return {m: v.float().mean(dim=0, keepdim=True) for m, v in X.items()}
+    n = len(X)
+    totals: dict[str, torch.Tensor] = {}
+    blocks = [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    for Xb in X.stream([(b, None) for b in blocks], device=device):
+        for m, v in Xb.items():
+            s = v.double().sum(dim=0, keepdim=True)
+            totals[m] = totals[m] + s if m in totals else s
+    return {m: (t / n).float() for m, t in totals.items()}
 
 
 def encode_fuse(

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from mmexplain.balancers.base import Balancer
+from mmexplain.balancers.base import Balancer, modality_means, modality_names
 
 __all__ = ["ModalityDropout"]
 
@@ -72,7 +72,7 @@ class ModalityDropout(Balancer):
     def fit_started(
         self, net: Any, *, X: Mapping[str, torch.Tensor], y: torch.Tensor, **kwargs: Any
     ) -> None:
-        names = tuple(X.keys())
+        names = modality_names(X)
         if self.fill not in ("zeros", "mean"):
             raise ValueError(f"fill must be 'zeros' or 'mean', got {self.fill!r}")
         if self.level not in ("sample", "batch"):
@@ -101,13 +101,17 @@ class ModalityDropout(Balancer):
                 raise ValueError(
                     f"ModalityDropout: drop probability of modality {m!r} must be in [0, 1), got {q}"
                 )
-        device = next(iter(X.values())).device
+        device = (
+            next(iter(X.values())).device
+            if isinstance(X, Mapping)
+            else torch.device(getattr(net, "device", None) or "cpu")
+        )
         self.modalities_ = names
         self.probs_ = torch.tensor(probs, dtype=torch.float32, device=device)
         self.droppable_ = [m in droppable for m in names]
         self.generator_ = self._make_generator(net, device)
         if self.fill == "mean":
-            self.means_ = {m: X[m].float().mean(dim=0, keepdim=True) for m in names}
+            self.means_ = modality_means(X, device)
         else:
             self.means_ = None
 

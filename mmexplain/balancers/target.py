@@ -15,6 +15,7 @@ from mmexplain.balancers.base import (
     check_target,
     detached,
     encode_fuse,
+    modality_names,
 )
 from mmexplain.modules.contract import encoder_parameters
 
@@ -122,7 +123,7 @@ class UtilizationTarget(Balancer):
 
     def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
         module = net.module_
-        modalities = tuple(X.keys())
+        modalities = modality_names(X)
         if self.target is None:
             raise ValueError(
                 "UtilizationTarget needs target={modality: share} summing to 1"

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmexplain.balancers.base import Balancer, EpochData, encode_fuse
+from mmexplain.balancers.base import Balancer, EpochData, encode_fuse, modality_names
+from mmexplain.data.sources import RowSource
 from mmexplain.modules.contract import has_encode_fuse
 from mmexplain.seeding import MAX_SEED
 
@@ -99,7 +100,7 @@ class SampleValuation(Balancer):
             raise ValueError(
                 "SampleValuation is for classification (one label per sample)"
             )
-        self.modalities_ = tuple(X.keys())
+        self.modalities_ = modality_names(X)
         self.split_ = has_encode_fuse(net.module_)
         self.rng_ = self._make_rng(net)
 
@@ -146,11 +147,12 @@ class SampleValuation(Balancer):
             k = max(1, int(round(self.subset * n)))
             sub = self.rng_.choice(n, k, replace=False)
             sub_t = torch.as_tensor(sub, device=y.device)
-            phi = self._values(
-                net,
-                {m: v.index_select(0, sub_t.to(v.device)) for m, v in X.items()},
-                y.index_select(0, sub_t),
+            X_sub = (
+                X.subset(sub)
+                if isinstance(X, RowSource)
+                else {m: v.index_select(0, sub_t.to(v.device)) for m, v in X.items()}
             )
+            phi = self._values(net, X_sub, y.index_select(0, sub_t))
             mean_phi = phi.mean(axis=0)
             gap = 1.0 - mean_phi
             hi, lo = int(gap.argmax()), int(gap.argmin())
@@ -170,11 +172,14 @@ class SampleValuation(Balancer):
             torch.arange(len(rows), device=device), torch.as_tensor(mods, device=device)
         ] = 1.0
         keep = torch.cat([torch.ones(n, M, device=device), keep_extra])
+        y_epoch = torch.cat([y, y.index_select(0, rows_t)])
+        if isinstance(X, RowSource):  # out of core: the epoch's rows by index
+            index = np.concatenate([np.arange(n), rows])
+            return EpochData(None, y_epoch, rows={KEEP_ROWS: keep}, index=index)
         X_epoch = {
             m: torch.cat([v, v.index_select(0, rows_t.to(v.device))])
             for m, v in X.items()
         }
-        y_epoch = torch.cat([y, y.index_select(0, rows_t)])
         return EpochData(X_epoch, y_epoch, rows={KEEP_ROWS: keep})
 
     # -- training forward -------------------------------------------------------

@@ -21,7 +21,13 @@ from mmexplain.data._dict import (
     to_tensor_dict,
 )
 from mmexplain.data.batching import ModalityDataset, TensorBatchIterator
-from mmexplain.data.validation import check_X, check_X_fitted, check_y, encode_labels
+from mmexplain.data.validation import (
+    check_class_labels,
+    check_X,
+    check_X_fitted,
+    check_y,
+    encode_labels,
+)
 
 __all__ = [
     "ModalityDataset",
@@ -29,6 +35,7 @@ __all__ = [
     "TensorBatchIterator",
     "check_X",
     "check_X_fitted",
+    "check_class_labels",
     "check_y",
     "encode_labels",
     "n_samples",

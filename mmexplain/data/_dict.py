@@ -51,6 +51,22 @@ def _index_rows(value: Any, key: Any) -> Any:
     return value[key]
 
 
+def _positional(value: Any) -> Any:
+    """Arrays as stored in a ModalityDict: pandas objects and lists become NumPy arrays.
+
+    A pandas ``DataFrame``/``Series`` is indexed by *label*; stored as is, row
+    selection by position (``X[idx]``, ``train_test_split``) would pick the
+    wrong rows or columns.
+    """
+    if isinstance(value, list | tuple):
+        return np.asarray(value)
+    if not isinstance(value, np.ndarray | torch.Tensor) and callable(
+        getattr(value, "to_numpy", None)
+    ):
+        return value.to_numpy()
+    return value
+
+
 class ModalityDict(dict):
     """A ``dict`` of modalities that behaves like an array of ``N`` samples.
 
@@ -58,8 +74,11 @@ class ModalityDict(dict):
     samples, ``X.shape == (N,)``, and indexing with a slice, an integer array
     or a boolean mask returns a new :class:`ModalityDict` holding those rows of
     every modality. A string key returns that modality's array. Values may be
-    NumPy arrays or torch tensors; they are stored as given (never copied or
-    modified).
+    NumPy arrays (including memory-mapped ones) or torch tensors; they are
+    stored as given (never copied or modified). pandas objects are converted
+    to NumPy arrays on insertion, so rows are always selected by position.
+    Every mutation (``X[m] = ...``, ``update``, ``|=``, ``setdefault``) checks
+    that all modalities keep the same number of rows.
 
     Parameters
     ----------
@@ -88,8 +107,7 @@ class ModalityDict(dict):
             raise TypeError(
                 f"modality names must be strings, got {key!r} ({type(key).__name__})"
             )
-        if isinstance(value, list | tuple):
-            value = np.asarray(value)
+        value = _positional(value)
         n = _first_dim(value) if hasattr(value, "shape") else None
         if n is None:
             raise TypeError(
@@ -118,6 +136,24 @@ class ModalityDict(dict):
         items.extend(kwargs.items())
         for key, value in items:
             self[key] = value
+
+    def __ior__(self, other: Any) -> ModalityDict:  # type: ignore[override]
+        self.update(other)
+        return self
+
+    def __or__(self, other: Any) -> ModalityDict:  # type: ignore[override]
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        out = self.copy()
+        out.update(other)
+        return out
+
+    def __ror__(self, other: Any) -> ModalityDict:  # type: ignore[override]
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        out = ModalityDict(other)
+        out.update(self)
+        return out
 
     def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         if key not in self:

@@ -13,11 +13,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from mmexplain.data._dict import to_tensor_dict
 
-__all__ = ["ModalityDataset", "TensorBatchIterator", "resolve_dataset"]
+__all__ = [
+    "ArrayItems",
+    "EpochDataset",
+    "ModalityDataset",
+    "TensorBatchIterator",
+    "TrainingDataset",
+    "dataset_loader",
+    "dataset_targets",
+    "has_memmap",
+    "is_in_memory",
+    "resolve_dataset",
+]
 
 
 class ModalityDataset(Dataset):
@@ -39,6 +50,149 @@ class ModalityDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         yi = self.y[i] if self.y is not None else torch.zeros((), dtype=torch.long)
         return {k: v[i] for k, v in self.X.items()}, yi
+
+
+class TrainingDataset(Dataset):
+    """A user's Dataset as the estimators train on it: float32 modalities, encoded targets.
+
+    Items of ``dataset`` are ``({modality: array}, target)`` or
+    ``{modality: array}``; this returns ``({modality: float32 tensor},
+    y[i])`` with the estimator's encoded targets ``y`` (or a placeholder 0 for
+    prediction), so skorch's loops and a ``DataLoader`` see one item layout.
+    """
+
+    def __init__(self, dataset: Dataset, y: np.ndarray | None = None) -> None:
+        self.dataset = dataset
+        self.targets_array = None if y is None else np.asarray(y)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], Any]:
+        item = self.dataset[int(i)]
+        X = item[0] if isinstance(item, tuple | list) else item
+        Xi = {m: torch.as_tensor(np.asarray(v)).float() for m, v in X.items()}
+        if self.targets_array is None:
+            return Xi, 0
+        return Xi, torch.as_tensor(self.targets_array[int(i)])
+
+
+class EpochDataset(Dataset):
+    """Rows ``index`` of a Dataset with per-row targets and side information.
+
+    Item ``k`` is ``(X of dataset[index[k]], y[k], {name: rows[name][k]})``, so
+    a ``DataLoader`` yields ``(X, y, rows)`` batches (a balancer's re-sampled
+    epoch, read from disk).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        index: np.ndarray,
+        y: torch.Tensor,
+        rows: Mapping[str, torch.Tensor] | None,
+    ) -> None:
+        self.dataset, self.index = dataset, np.asarray(index)
+        self.y = y.cpu()
+        self.rows = {k: v.cpu() for k, v in (rows or {}).items()}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> tuple[Any, ...]:
+        Xi, _ = self.dataset[int(self.index[k])]
+        if not self.rows:
+            return Xi, self.y[k]
+        return Xi, self.y[k], {name: v[k] for name, v in self.rows.items()}
+
+
+def is_in_memory(dataset: Any) -> bool:
+    """A ModalityDataset or a (nested) Subset of one: batches by tensor slicing."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return isinstance(dataset, ModalityDataset)
+
+
+def dataset_targets(dataset: Any) -> np.ndarray | None:
+    """Encoded targets of a TrainingDataset / ModalityDataset (or a Subset of one)."""
+    if isinstance(dataset, Subset):
+        y = dataset_targets(dataset.dataset)
+        return None if y is None else y[np.asarray(dataset.indices)]
+    if isinstance(dataset, TrainingDataset):
+        return dataset.targets_array
+    if isinstance(dataset, ModalityDataset):
+        return None if dataset.y is None else dataset.y.cpu().numpy()
+    return None
+
+
+class _PermutationSampler(torch.utils.data.Sampler):
+    """Row order of one epoch: ``torch.randperm(N, generator)``, as TensorBatchIterator."""
+
+    def __init__(self, n: int, generator: torch.Generator | None) -> None:
+        self.n, self.generator = n, generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+
+def dataset_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool = False,
+    drop_last: bool = False,
+    generator: torch.Generator | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A ``DataLoader`` whose batches equal :class:`TensorBatchIterator`'s.
+
+    Both draw ``torch.randperm(N, generator=generator)`` per epoch, so the same
+    seed gives the same batches whether the rows are in memory or on disk.
+    The loader's own base seed (for worker processes) comes from a separate
+    generator, so loading never consumes torch's global RNG (which seeds
+    dropout in training).
+    """
+    sampler = _PermutationSampler(len(dataset), generator) if shuffle else None
+    base = torch.Generator()
+    base.manual_seed(
+        0 if generator is None else int(generator.initial_seed()) % (2**31)
+    )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=drop_last,
+        generator=base,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )
+
+
+class ArrayItems(Dataset):
+    """Map-style items ``{modality: row}`` of a mapping of (memory-mapped) arrays.
+
+    Lets the estimators train and predict on memory-mapped modalities row by
+    row instead of converting them to tensors whole.
+    """
+
+    def __init__(self, X: Mapping[str, Any]) -> None:
+        self.X = X
+        self._n = int(next(iter(X.values())).shape[0])
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return {m: np.array(v[int(i)]) for m, v in self.X.items()}
+
+
+def has_memmap(X: Any) -> bool:
+    """Whether a mapping holds memory-mapped arrays (trained on row by row)."""
+    return isinstance(X, Mapping) and any(isinstance(v, np.memmap) for v in X.values())
 
 
 def resolve_dataset(
@@ -77,6 +231,9 @@ class TensorBatchIterator:
     rows : mapping of str to tensor or None
         Per-row side information (first dimension ``N``); when given, batches
         are ``(X, y, rows)`` with ``rows`` sliced like ``X``.
+    num_workers, pin_memory :
+        Used when the estimators load a Dataset that is not in memory (they
+        build a ``DataLoader`` with these); ignored for in-memory tensors.
     """
 
     def __init__(
@@ -87,6 +244,8 @@ class TensorBatchIterator:
         drop_last: bool = False,
         generator: torch.Generator | None = None,
         rows: Mapping[str, torch.Tensor] | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
     ) -> None:
         if int(batch_size) < 1:
             raise ValueError(

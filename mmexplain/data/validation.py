@@ -9,7 +9,8 @@ modality and the problem.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from numbers import Integral
 from typing import Any
 
@@ -18,7 +19,13 @@ import torch
 
 from mmexplain.data._dict import ModalityDict
 
-__all__ = ["check_X", "check_X_fitted", "check_y", "encode_labels"]
+__all__ = [
+    "check_X",
+    "check_X_fitted",
+    "check_class_labels",
+    "check_y",
+    "encode_labels",
+]
 
 
 def _describe(value: Any) -> str:
@@ -52,16 +59,50 @@ def _as_array(name: str, value: Any) -> Any:
     )
 
 
+#: elements per finiteness check: bounds the temporary memory for large or
+#: memory-mapped arrays (the check reads them chunk by chunk)
+_CHECK_CHUNK = 1 << 22
+
+
+def _row_chunks(value: Any) -> Iterator[slice]:
+    n = int(value.shape[0])
+    per_row = max(1, int(np.prod(value.shape[1:], dtype=np.int64)))
+    step = max(1, _CHECK_CHUNK // per_row)
+    for start in range(0, n, step):
+        yield slice(start, min(n, start + step))
+
+
+def _check_finite_float32(name: str, value: Any) -> None:
+    """Raise unless every value is finite *as float32*, the dtype models compute in.
+
+    Checked after the cast, as scikit-learn's ``check_array(dtype=float32)``
+    does: a float64 value beyond float32's range (about 3.4e38) becomes inf.
+    """
+    for sl in _row_chunks(value):
+        chunk = value[sl]
+        if isinstance(chunk, torch.Tensor):
+            raw_ok = bool(torch.isfinite(chunk).all())
+            ok = raw_ok and bool(torch.isfinite(chunk.to(torch.float32)).all())
+        else:
+            raw_ok = bool(np.isfinite(chunk).all())
+            with np.errstate(over="ignore"):
+                ok = raw_ok and bool(np.isfinite(chunk.astype(np.float32)).all())
+        if not raw_ok:
+            raise ValueError(f"modality {name!r} contains NaN or infinite values")
+        if not ok:
+            raise ValueError(
+                f"modality {name!r} has values too large for float32 (|x| > "
+                f"{float(np.finfo(np.float32).max):.3g}), the dtype the models compute "
+                "in; rescale it (e.g. with ModalityTransformer and a StandardScaler)"
+            )
+
+
 def _check_numeric(name: str, value: Any, ensure_finite: bool) -> None:
     if isinstance(value, torch.Tensor):
         if value.is_complex():
             raise TypeError(f"modality {name!r} has complex dtype {value.dtype}")
-        if (
-            ensure_finite
-            and value.is_floating_point()
-            and not bool(torch.isfinite(value).all())
-        ):
-            raise ValueError(f"modality {name!r} contains NaN or infinite values")
+        if ensure_finite and value.is_floating_point():
+            _check_finite_float32(name, value)
         return
     kind = value.dtype.kind
     if kind not in "biuf":
@@ -69,8 +110,8 @@ def _check_numeric(name: str, value: Any, ensure_finite: bool) -> None:
             f"modality {name!r} has non-numeric dtype {value.dtype}; "
             "convert it to a float array first"
         )
-    if ensure_finite and kind == "f" and not np.isfinite(value).all():
-        raise ValueError(f"modality {name!r} contains NaN or infinite values")
+    if ensure_finite and kind == "f":
+        _check_finite_float32(name, value)
 
 
 def check_X(
@@ -206,6 +247,8 @@ def check_y(
         raise ValueError(f"{name} must be an array of length {n}, got a scalar")
     if y.shape[0] != n:
         raise ValueError(f"{name} has {y.shape[0]} rows but X has {n} samples")
+    if y.dtype.kind == "c":
+        raise TypeError(f"{name} has complex dtype {y.dtype}; targets must be real")
     if ensure_finite and y.dtype.kind == "f" and not np.isfinite(y).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     if y.dtype.kind == "O":
@@ -217,15 +260,77 @@ def check_y(
     return y
 
 
+def check_class_labels(y: np.ndarray, *, name: str = "y") -> np.ndarray:
+    """One label per sample, as scikit-learn's classifiers take them.
+
+    ``(N, 1)`` is flattened with a ``DataConversionWarning`` (as
+    ``column_or_1d`` does); a one-hot or multilabel indicator matrix, and
+    continuous targets, are refused (as ``check_classification_targets`` does).
+
+    Parameters
+    ----------
+    y : ndarray
+        Checked by :func:`check_y`.
+
+    Returns
+    -------
+    ndarray of shape (N,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data import check_class_labels
+    >>> check_class_labels(np.array([0.5, 1.5]))
+    Traceback (most recent call last):
+    ...
+    ValueError: y has continuous values (e.g. 0.5): a classifier needs class labels; ...
+    """
+    from sklearn.exceptions import DataConversionWarning
+    from sklearn.utils.multiclass import type_of_target
+
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            f"{name} of shape {y.shape} was flattened to ({y.shape[0]},): pass a 1-D "
+            "array of labels",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        y = y.ravel()
+    if y.ndim == 2:
+        kind = type_of_target(y)
+        what = (
+            "a one-hot / multilabel indicator matrix"
+            if kind == "multilabel-indicator"
+            else "a 2-D array"
+        )
+        raise ValueError(
+            f"{name} of shape {y.shape} is {what}; pass one class label per sample "
+            "(for one-hot targets: y.argmax(axis=1))"
+        )
+    if y.ndim != 1:
+        raise ValueError(
+            f"{name} must be 1-D (one label per sample), got shape {y.shape}"
+        )
+    if y.dtype.kind == "f" and y.size:
+        frac = y[np.mod(y, 1) != 0]
+        if frac.size:
+            raise ValueError(
+                f"{name} has continuous values (e.g. {frac[0]:g}): a classifier needs "
+                "class labels; for regression targets use another estimator"
+            )
+    return y
+
+
 def check_X_fitted(
     X: Any, input_shapes: Mapping[str, tuple[int, ...]] | None
 ) -> ModalityDict:
     """Validate ``X`` against the modalities and per-sample shapes seen in ``fit``.
 
     ``input_shapes`` maps each modality to its per-sample shape (``None``
-    checks ``X`` alone). Vector modalities must match exactly; image
-    modalities ``(C, H, W)`` must match in channels (the spatial size may
-    differ, as convolutional encoders allow).
+    checks ``X`` alone). Image modalities ``(C, H, W)`` must match in
+    channels (the spatial size may differ, as convolutional encoders allow);
+    every other modality (vectors ``(F,)``, sequences ``(L, F)``, ...) must
+    match its per-sample shape exactly.
 
     Parameters
     ----------
@@ -255,14 +360,22 @@ def check_X_fitted(
     )
     for m, s in input_shapes.items():
         got = tuple(int(d) for d in Xv[m].shape[1:])
-        if len(s) == 1 and got != tuple(s):
+        s = tuple(int(d) for d in s)
+        if len(s) == 1 and got != s:
             raise ValueError(
                 f"modality {m!r} has {got[0]} features per sample but the model "
                 f"was fitted on {s[0]}"
             )
-        if len(s) >= 3 and got[0] != s[0]:
+        if len(s) == 3:  # images (C, H, W): the spatial size may differ
+            if got[0] != s[0]:
+                raise ValueError(
+                    f"modality {m!r} has {got[0]} channels but the model was fitted "
+                    f"on {s[0]}"
+                )
+        elif got != s:  # sequences (L, F) and other layouts: the whole shape
             raise ValueError(
-                f"modality {m!r} has {got[0]} channels but the model was fitted on {s[0]}"
+                f"modality {m!r} has per-sample shape {got} but the model was fitted "
+                f"on {s}"
             )
     return Xv
 

@@ -8,7 +8,8 @@ import torch
 from sklearn.base import clone
 
 from mmexplain.balancers.base import HOOKS, Balancer, EpochData
-from mmexplain.data.batching import resolve_dataset
+from mmexplain.data.batching import dataset_targets, is_in_memory, resolve_dataset
+from mmexplain.data.sources import DatasetSource
 
 __all__ = ["BalancerLifecycleMixin"]
 
@@ -115,7 +116,17 @@ class BalancerLifecycleMixin:
         if started:
             self.notify_balancer("fit_finished")
 
-    def _training_tensors(self, dataset: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    def _training_tensors(self, dataset: Any) -> tuple[Any, Any]:
+        """The training split for the balancer: tensors in memory, else a row source.
+
+        A Dataset on disk reaches the balancer as a
+        :class:`~mmexplain.data.sources.DatasetSource` (random access by row,
+        nothing loaded up front) with the encoded targets as a tensor.
+        """
+        if not is_in_memory(dataset):
+            y = dataset_targets(dataset)
+            y_t = None if y is None else torch.as_tensor(y).to(self.device)
+            return DatasetSource(dataset), y_t
         X, y = resolve_dataset(dataset)
         X = {m: v.to(self.device) for m, v in X.items()}
         return X, (None if y is None else y.to(self.device))

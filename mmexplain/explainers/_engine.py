@@ -31,7 +31,6 @@ explainers compute their scores.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,8 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmexplain.data import ModalityDict
+from mmexplain.data.sources import as_source
 from mmexplain.explainers._adapter import ModelAdapter, eval_mode
+from mmexplain.explainers._distributed import all_gather_rows, all_reduce_sum, row_share
 
 __all__ = ["Baseline", "Perturbation", "ModelAdapter", "EvaluationEngine", "eval_mode"]
 
@@ -93,117 +93,146 @@ def _as_device_rows(value: Any, index: Any, device: torch.device) -> torch.Tenso
     return rows.to(device=device, dtype=torch.float32, non_blocking=True)
 
 
+def _blocks(lo: int, hi: int, size: int) -> list[slice]:
+    return [slice(s, min(s + size, hi)) for s in range(lo, hi, size)]
+
+
 class EvaluationEngine:
     """Evaluate a model on many perturbations of one data set, cheaply.
 
     Parameters
     ----------
     adapter : ModelAdapter
-    X : ModalityDict
-        Validated inputs (never modified).
+    X : ModalityDict or RowSource
+        Validated inputs (never modified): a mapping of arrays, memmaps or
+        tensors, or any :class:`~mmexplain.data.sources.RowSource` (e.g. a
+        torch Dataset through :class:`~mmexplain.data.sources.DatasetSource`).
     y : ndarray
         Class indices, (N,) or (N, H, W).
     batch_size : int
         Maximum number of rows per model call (encoding and evaluation).
     fast : bool or 'auto'
-        Use cached embeddings for encode/fuse models. 'auto' uses them unless
-        they would take more memory than the inputs (and more than 1 GiB).
+        Evaluate encode/fuse models on embeddings (only the fusion head runs
+        per perturbation). 'auto' does so when the embedding cache fits the
+        memory budget, else runs full forward passes.
+    needs_index : bool, default=True
+        Whether perturbations will take rows by index (permutations). They
+        need the embeddings of *all* rows (a cache); perturbations with own
+        rows and constant baselines only are evaluated block by block with
+        the embeddings of that block, so memory stays bounded by
+        ``batch_size`` whatever the size of the feature maps.
     show_progress : bool
         tqdm progress bar over model calls.
+    memory_budget : int or None
+        Bytes the embedding cache may take; None is ``max(input size, 1 GiB)``.
+
+    Notes
+    -----
+    Under ``torch.distributed`` (a process group is initialized), this rank
+    evaluates only its share of the rows and the additive statistics are
+    summed over ranks, so every rank returns the single-process numbers
+    (see :mod:`mmexplain.explainers._distributed`).
     """
 
     def __init__(
         self,
         adapter: ModelAdapter,
-        X: ModalityDict,
+        X: Any,
         y: np.ndarray | None,
         *,
         batch_size: int = 4096,
         fast: bool | str = "auto",
+        needs_index: bool = True,
         show_progress: bool = False,
         desc: str = "explaining",
+        memory_budget: int | None = None,
     ) -> None:
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.adapter = adapter
-        self.X = X
-        self.modalities = tuple(X.keys())
-        self.n = len(X)
+        self.source = as_source(X)
+        self.modalities = self.source.modalities
+        self.n = len(self.source)
         self.batch_size = int(batch_size)
         self.device = adapter.device
         self.show_progress = show_progress
         self.desc = desc
         self.y = None if y is None else torch.as_tensor(np.asarray(y)).to(self.device)
-        self.path = "full_forward"
-        self.tables: dict[str, Any] = dict(X.items())
-        if fast and adapter.split:
-            Z = self._encode_all(
-                self.X, limit=None if fast is True else self._cache_budget()
-            )
-            if Z is not None:
-                self.tables = Z
-                self.path = "embeddings"
-        elif fast is True and not adapter.split:
-            raise ValueError(
-                f"fast=True needs a model with encode/fuse methods; {type(adapter.module).__name__} has none"
-            )
+        self.lo, self.hi = row_share(self.n)
         self.head_calls = 0
+        self._checked_labels = False
+        self.cache: dict[str, torch.Tensor] | None = None
+        if fast is True and not adapter.split:
+            raise ValueError(
+                "fast=True needs a model with encode/fuse methods; "
+                f"{type(adapter.module).__name__} has none"
+            )
+        self.path = "embeddings" if (fast and adapter.split) else "full_forward"
+        if self.path == "embeddings" and needs_index:
+            budget = memory_budget if memory_budget is not None else self._budget()
+            self.cache = self._encode_all(limit=None if fast is True else budget)
+            if self.cache is None:  # over budget ('auto'): full forward passes
+                self.path = "full_forward"
+        elif self.path == "embeddings" and memory_budget is not None:
+            self.cache = self._encode_all(limit=memory_budget)
+        elif self.path == "embeddings":
+            self.cache = self._encode_all(limit=self._budget())
 
-    # -- embedding cache ---------------------------------------------------
-    def _cache_budget(self) -> int:
-        input_bytes = (
-            sum(int(np.prod(v.shape[1:])) * 4 for v in self.X.values()) * self.n
-        )
-        return max(input_bytes, 1 << 30)
+    # -- embeddings ----------------------------------------------------------
+    def _budget(self) -> int:
+        return max(self.source.row_bytes() * self.n, 1 << 30)
 
-    def _blocks(self, n: int, size: int) -> Iterator[slice]:
-        for start in range(0, n, size):
-            yield slice(start, min(start + size, n))
+    def _encode(self, X: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.adapter.encode({m: _encoder_layout(X[m]) for m in self.modalities})
 
-    def _encode_all(
-        self, X: Mapping[str, Any], limit: int | None
-    ) -> dict[str, torch.Tensor] | None:
-        """Encode every row once (chunked). None if the cache would exceed ``limit`` bytes."""
-        n = len(next(iter(X.values())))
-        out: dict[str, torch.Tensor] = {}
+    def _encode_all(self, limit: int | None) -> dict[str, torch.Tensor] | None:
+        """Embeddings of every row (this rank's share encoded, then gathered).
+
+        None if the cache would exceed ``limit`` bytes.
+        """
+        blocks = _blocks(self.lo, self.hi, self.batch_size)
+        parts: dict[str, list[torch.Tensor]] = {m: [] for m in self.modalities}
         with eval_mode(self.adapter.module), torch.inference_mode():
-            for sl in self._blocks(n, self.batch_size):
-                Zb = self.adapter.encode(
-                    {
-                        m: _encoder_layout(_as_device_rows(X[m], sl, self.device))
-                        for m in self.modalities
-                    }
-                )
-                if not out:
-                    row_bytes = sum(
-                        int(np.prod(z.shape[1:])) * z.element_size()
-                        for z in Zb.values()
-                    )
-                    if limit is not None and row_bytes * n > limit:
+            stream = self.source.stream([(b, None) for b in blocks], device=self.device)
+            for k, Xb in enumerate(stream):
+                Zb = self._encode(Xb)
+                if k == 0 and limit is not None:
+                    row = sum(z[0].numel() * z.element_size() for z in Zb.values())
+                    if row * self.n > limit:
                         return None
-                    out = {
-                        m: torch.empty(
-                            (n, *Zb[m].shape[1:]), dtype=Zb[m].dtype, device=self.device
-                        )
-                        for m in self.modalities
-                    }
                 for m in self.modalities:
-                    out[m][sl] = Zb[m]
+                    parts[m].append(Zb[m])
+        out = {}
+        for m in self.modalities:
+            local = torch.cat(parts[m]) if parts[m] else self._empty_embedding(m)
+            out[m] = all_gather_rows(local, self.n)
         return out
 
+    def _empty_embedding(self, m: str) -> torch.Tensor:
+        shape = self._embedding_shape(m)
+        return torch.empty((0, *shape), device=self.device)
+
+    def _embedding_shape(self, m: str) -> tuple[int, ...]:
+        if self.cache is not None:
+            return tuple(self.cache[m].shape[1:])
+        with eval_mode(self.adapter.module), torch.inference_mode():
+            Z = self._encode(self.source.take(slice(0, 1), device=self.device))
+        return tuple(Z[m].shape[1:])
+
     # -- baselines ------------------------------------------------------------
-    def baseline(
-        self, modality: str, kind: str, reference: Mapping[str, Any] | None = None
-    ) -> Baseline:
+    def baseline(self, modality: str, kind: str, reference: Any = None) -> Baseline:
         """A constant row for ``modality`` in the engine's current space.
 
         kind 'zeros': zero row; 'mean': mean over ``reference`` (default: the
         data being explained), of embeddings on the embedding path and of
         inputs on the full-forward path.
         """
-        table = self.tables[modality]
-        shape = tuple(table.shape[1:])
         if kind == "zeros":
+            shape = (
+                self._embedding_shape(modality)
+                if self.path == "embeddings"
+                else self.source.row_shapes[modality]
+            )
             row = torch.zeros((1, *shape), device=self.device)
         elif kind == "mean":
             row = self._mean_row(modality, reference)
@@ -211,61 +240,197 @@ class EvaluationEngine:
             raise ValueError(f"unknown baseline {kind!r}")
         return Baseline(name=f"{kind}:{modality}", row=row)
 
-    def _mean_row(
-        self, modality: str, reference: Mapping[str, Any] | None
-    ) -> torch.Tensor:
-        if reference is None:
-            source, n = self.tables, self.n
-            encoded = True
-        else:
-            source, n = reference, len(next(iter(reference.values())))
-            encoded = False
+    def _mean_row(self, modality: str, reference: Any) -> torch.Tensor:
+        """Mean of ``modality`` (embedding or input) over ``reference`` or the data."""
+        if reference is None and self.cache is not None:
+            lo, hi = self.lo, self.hi
+            total = self.cache[modality][lo:hi].double().sum(dim=0, keepdim=True)
+            return (all_reduce_sum(total) / self.n).float()
+        source = self.source if reference is None else as_source(reference)
+        n = len(source)
+        lo, hi = row_share(n)
+        mods = None if self.path == "embeddings" else [modality]
         total = None
         with eval_mode(self.adapter.module), torch.inference_mode():
-            for sl in self._blocks(n, self.batch_size):
-                if encoded or self.path == "full_forward":
-                    rows = _as_device_rows(source[modality], sl, self.device)
-                else:
-                    Xb = {
-                        m: _encoder_layout(_as_device_rows(source[m], sl, self.device))
-                        for m in self.modalities
-                    }
-                    rows = self.adapter.encode(Xb)[modality]
+            blocks = _blocks(lo, hi, self.batch_size)
+            for Xb in source.stream([(b, mods) for b in blocks], device=self.device):
+                rows = self._encode(Xb)[modality] if mods is None else Xb[modality]
                 s = rows.double().sum(dim=0, keepdim=True)
                 total = s if total is None else total + s
-        return (total / n).float()
+        if total is None:  # this rank has no rows
+            shape = (
+                self._embedding_shape(modality)
+                if mods is None
+                else source.row_shapes[modality]
+            )
+            total = torch.zeros((1, *shape), dtype=torch.float64, device=self.device)
+        return (all_reduce_sum(total) / n).float()
 
     # -- evaluation -----------------------------------------------------------
+    def _groups(self, perturbations: Sequence[Perturbation], per_call: int) -> list:
+        """Consecutive perturbations sharing a context, at most ``per_call`` each."""
+        groups: list[list[Perturbation]] = []
+        for p in perturbations:
+            last = groups[-1] if groups else None
+            if last and len(last) < per_call and last[0].context_key == p.context_key:
+                last.append(p)
+            else:
+                groups.append([p])
+        return groups
+
+    def _plan(self, perturbations: Sequence[Perturbation], blocks: list[slice]) -> list:
+        """Source reads per block: own rows, then each distinct row index."""
+        if self.cache is not None:
+            return []
+        specs = {}
+        own = set()
+        for p in perturbations:
+            for m in self.modalities:
+                spec = p.index.get(m)
+                if spec is None:
+                    own.add(m)
+                elif not isinstance(spec, Baseline):
+                    if self.path == "embeddings":
+                        raise ValueError(
+                            "row-index perturbations need the embedding cache"
+                        )
+                    specs[(id(spec), m)] = spec
+        if self.path == "embeddings":
+            own = set(self.modalities)  # encoders see every modality
+        own_mods = [m for m in self.modalities if m in own]
+        requests = []
+        for sl in blocks:
+            if own_mods:
+                requests.append((("own", None), sl, own_mods))
+            for key, spec in specs.items():
+                requests.append((key, np.asarray(spec)[sl], [key[1]]))
+        return requests
+
+    def _block_rows(self, plan_iter: Any, n_reads: int) -> dict[Any, dict]:
+        """This block's reads (own rows, indexed rows), encoded on the embedding path."""
+        rows: dict[Any, dict] = {}
+        for _ in range(n_reads):
+            key, data = next(plan_iter)
+            if key == ("own", None) and self.path == "embeddings":
+                data = self._encode(data)
+            rows[key] = data
+        return rows
+
     def _rows(
-        self, modality: str, spec: Any, sl: slice, device_index: dict[int, torch.Tensor]
+        self, m: str, spec: Any, sl: slice, block: dict, device_index: dict
     ) -> torch.Tensor:
-        table = self.tables[modality]
         b = sl.stop - sl.start
-        if spec is None:
-            return (
-                _as_device_rows(table, sl, self.device)
-                if self.path == "full_forward"
-                else table[sl]
-            )
         if isinstance(spec, Baseline):
             return spec.row.expand(b, *spec.row.shape[1:])
-        if self.path == "full_forward" and not (
-            isinstance(table, torch.Tensor) and table.device == self.device
-        ):
-            return _as_device_rows(table, np.asarray(spec)[sl], self.device)
-        idx = device_index.get(id(spec))
-        if idx is None:
-            idx = device_index[id(spec)] = torch.as_tensor(
-                np.asarray(spec), dtype=torch.long
-            ).to(self.device)
-        rows = table.index_select(0, idx[sl])
-        return rows if self.path == "embeddings" else rows.to(dtype=torch.float32)
+        if self.cache is not None:
+            if spec is None:
+                return self.cache[m][sl]
+            idx = device_index.get(id(spec))
+            if idx is None:
+                idx = device_index[id(spec)] = torch.as_tensor(
+                    np.asarray(spec), dtype=torch.long
+                ).to(self.device)
+            return self.cache[m].index_select(0, idx[sl])
+        if spec is None:
+            return block[("own", None)][m]
+        return block[(id(spec), m)][m]
 
     def _call(self, rows: Mapping[str, torch.Tensor]) -> torch.Tensor:
         self.head_calls += 1
         if self.path == "embeddings":
             return self.adapter.head(rows)
         return self.adapter.forward(rows)
+
+    def _check_output(self, logits: torch.Tensor, flag: torch.Tensor) -> torch.Tensor:
+        """Label range on the first call; accumulate a non-finite flag (no sync)."""
+        if not self._checked_labels and self.y is not None:
+            self._checked_labels = True
+            check_label_range(self.y, logits, self.adapter.ignore_index)
+        return flag | ~torch.isfinite(logits).all()
+
+    def iter_blocks(
+        self,
+        perturbations: Sequence[Perturbation],
+        stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> Iterator[tuple[slice, torch.Tensor]]:
+        """Per row block of this rank: ``(rows, stats)`` with stats (K, rows, P).
+
+        Memory stays bounded by the block: reduce each block as it comes.
+        """
+        if self.y is None:
+            raise ValueError("these statistics need y")
+        K, share = len(perturbations), self.hi - self.lo
+        per_call = (
+            max(1, min(K, self.batch_size // max(share, 1)))
+            if share <= self.batch_size
+            else 1
+        )
+        blocks = _blocks(self.lo, self.hi, min(max(share, 1), self.batch_size))
+        groups = self._groups(perturbations, per_call)
+        plan = self._plan(perturbations, blocks)
+        reads_per_block = len(plan) // max(len(blocks), 1)
+        bar = None
+        if self.show_progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(blocks) * len(groups), desc=self.desc, leave=False)
+        flag = torch.zeros((), dtype=torch.bool, device=self.device)
+        try:
+            with eval_mode(self.adapter.module), torch.inference_mode():
+                data = self.source.stream(
+                    [(index, mods) for _, index, mods in plan], device=self.device
+                )
+                plan_iter = zip([key for key, _, _ in plan], data)
+                for sl in blocks:
+                    block = self._block_rows(plan_iter, reads_per_block)
+                    device_index: dict[int, torch.Tensor] = {}
+                    parts = []
+                    for group in groups:
+                        st, flag = self._eval_group(
+                            group, sl, block, device_index, stat, flag
+                        )
+                        parts.append(st)
+                        if bar is not None:
+                            bar.update(1)
+                    yield sl, torch.cat(parts, dim=0)
+        finally:
+            if bar is not None:
+                bar.close()
+        if bool(all_reduce_sum(flag.to(torch.float64)) > 0):
+            raise ValueError(
+                "the model's outputs are not finite (NaN or inf) on these data: its "
+                "weights may have diverged in training (see the training loss); an "
+                "explanation of such a model would be meaningless"
+            )
+
+    def _eval_group(
+        self,
+        group: list[Perturbation],
+        sl: slice,
+        block: dict,
+        device_index: dict,
+        stat: Callable,
+        flag: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx = group[0].context
+        with ctx(self.adapter.module) if ctx is not None else contextlib.nullcontext():
+            rows = {
+                m: torch.cat(
+                    [
+                        self._rows(m, p.index.get(m), sl, block, device_index)
+                        for p in group
+                    ]
+                )
+                for m in self.modalities
+            }
+            logits = self._call(rows)
+            if group[0].output is not None:
+                logits = group[0].output(self.adapter.module, logits)
+        flag = self._check_output(logits, flag)
+        y = self.y[sl]
+        ys = y.repeat(len(group), *([1] * (y.dim() - 1))) if len(group) > 1 else y
+        st = stat(logits, ys).reshape(len(group), sl.stop - sl.start, -1)
+        return st, flag
 
     def evaluate(
         self,
@@ -274,84 +439,37 @@ class EvaluationEngine:
         *,
         per_sample: bool = False,
     ) -> torch.Tensor:
-        """Statistics of every perturbation.
+        """Statistics of every perturbation, over all rows (all ranks).
 
-        Returns (K, P) sums over samples, or (K, N, P) per sample when
+        Returns (K, P) float64 sums over samples, or (K, N, P) per sample when
         ``per_sample``.
         """
-        if self.y is None:
-            raise ValueError("these statistics need y")
-        K = len(perturbations)
-        n = self.n
-        per_call = (
-            max(1, min(K, self.batch_size // max(n, 1))) if n <= self.batch_size else 1
-        )
-        block = min(n, self.batch_size)
-        n_calls = math.ceil(K / per_call) * math.ceil(n / block)
-        results: list[torch.Tensor] = []
-        bar = None
-        if self.show_progress:
-            from tqdm.auto import tqdm
+        if per_sample:
+            parts = [st for _, st in self.iter_blocks(perturbations, stat)]
+            local = (
+                torch.cat(parts, dim=1)
+                if parts
+                else torch.empty((len(perturbations), 0, 0), device=self.device)
+            )
+            return all_gather_rows(local, self.n, dim=1)
+        total = None
+        for _, st in self.iter_blocks(perturbations, stat):
+            s = st.sum(dim=1, dtype=torch.float64)
+            total = s if total is None else total + s
+        if total is None:
+            raise ValueError("no rows to evaluate")
+        return all_reduce_sum(total)
 
-            bar = tqdm(total=n_calls, desc=self.desc, leave=False)
-        try:
-            with eval_mode(self.adapter.module), torch.inference_mode():
-                start = 0
-                while start < K:
-                    # group consecutive perturbations that share a context
-                    group = [perturbations[start]]
-                    key = perturbations[start].context_key
-                    while (
-                        len(group) < per_call
-                        and start + len(group) < K
-                        and perturbations[start + len(group)].context_key == key
-                    ):
-                        group.append(perturbations[start + len(group)])
-                    start += len(group)
-                    device_index: dict[int, torch.Tensor] = {}
-                    ctx = group[0].context
-                    parts: list[torch.Tensor] = []
-                    with (
-                        ctx(self.adapter.module)
-                        if ctx is not None
-                        else contextlib.nullcontext()
-                    ):
-                        for sl in self._blocks(n, block):
-                            rows = {
-                                m: torch.cat(
-                                    [
-                                        self._rows(m, p.index.get(m), sl, device_index)
-                                        for p in group
-                                    ]
-                                )
-                                if len(group) > 1
-                                else self._rows(
-                                    m, group[0].index.get(m), sl, device_index
-                                )
-                                for m in self.modalities
-                            }
-                            logits = self._call(rows)
-                            if group[0].output is not None:
-                                logits = group[0].output(self.adapter.module, logits)
-                            y = self.y[sl]
-                            ys = (
-                                y.repeat(len(group), *([1] * (y.dim() - 1)))
-                                if len(group) > 1
-                                else y
-                            )
-                            st = stat(logits, ys).reshape(
-                                len(group), sl.stop - sl.start, -1
-                            )
-                            parts.append(
-                                st if per_sample else st.sum(dim=1, dtype=torch.float64)
-                            )
-                            if bar is not None:
-                                bar.update(1)
-                    if per_sample:
-                        results.append(torch.cat(parts, dim=1))
-                    else:
-                        results.append(torch.stack(parts).sum(dim=0))
-        finally:
-            if bar is not None:
-                bar.close()
-        return torch.cat(results, dim=0)
+
+def check_label_range(y: torch.Tensor, logits: torch.Tensor, ignore_index: Any) -> None:
+    """Refuse class indices outside the model's ``logits.shape[1]`` classes."""
+    valid = y if ignore_index is None else y[y != ignore_index]
+    if valid.numel() == 0:
+        return
+    lo, hi, c = int(valid.min()), int(valid.max()), int(logits.shape[1])
+    if lo < 0 or hi >= c:
+        bad = lo if lo < 0 else hi
+        raise ValueError(
+            f"y contains class index {bad} but the model outputs {c} classes "
+            f"(indices 0..{c - 1}); pass the labels the model was trained on"
+        )

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from mmexplain.data.sources import as_source
 from mmexplain.explainers._adapter import eval_mode
-from mmexplain.explainers._engine import _as_device_rows
+from mmexplain.explainers._distributed import all_gather_rows, row_share
+from mmexplain.explainers._engine import check_label_range
 from mmexplain.explainers.base import BaseModalityExplainer, ExplainContext
 from mmexplain.modules.contract import require
 from mmexplain.results import AttributionExplanation
@@ -133,21 +135,31 @@ class GradientModalityAttribution(BaseModalityExplainer):
         y_t = None
         if ctx.y is not None and self.output == "true":
             y_t = torch.as_tensor(ctx.y).to(dev)
-        parts = []
-        blocks = range(0, n, int(self.batch_size))
+        lo, hi = row_share(n)
+        blocks = [
+            slice(s, min(s + int(self.batch_size), hi))
+            for s in range(lo, hi, int(self.batch_size))
+        ]
+        stream = as_source(ctx.X).stream([(b, None) for b in blocks], device=dev)
         if self.show_progress:
             from tqdm.auto import tqdm
 
-            blocks = tqdm(blocks, desc="gradient attribution", leave=False)
+            stream = tqdm(
+                stream, total=len(blocks), desc="gradient attribution", leave=False
+            )
+        parts = []
         with eval_mode(adapter.module):
-            for start in blocks:
-                sl = slice(start, min(start + int(self.batch_size), n))
-                Xb = {m: _as_device_rows(ctx.X[m], sl, dev) for m in modalities}
+            for sl, Xb in zip(blocks, stream):
                 a = self._block_shares(
                     adapter, Xb, level, None if y_t is None else y_t[sl]
                 )
-                parts.append(a.detach().double().cpu().numpy())
-        sample_shares = np.concatenate(parts)
+                parts.append(a.detach().double().cpu())
+        local = (
+            torch.cat(parts)
+            if parts
+            else torch.zeros((0, len(modalities)), dtype=torch.float64)
+        )
+        sample_shares = all_gather_rows(local, n).numpy()
         valid = np.isfinite(sample_shares).all(axis=1)
         shares = (
             100.0 * sample_shares[valid].mean(axis=0)
@@ -171,12 +183,21 @@ class GradientModalityAttribution(BaseModalityExplainer):
         adapter: Any, Xb: dict[str, torch.Tensor], level: str, y: torch.Tensor | None
     ) -> torch.Tensor:
         """Attribution shares (B, M) of one block of rows."""
-        if level == "embedding":
-            with torch.no_grad():
-                Z = adapter.encode(Xb)
-            Z = {m: z.detach().requires_grad_(True) for m, z in Z.items()}
-            with torch.enable_grad():
-                return modality_attribution(Z, adapter.head(Z), y=y)
-        Z = {m: x.requires_grad_(True) for m, x in Xb.items()}
         with torch.enable_grad():
-            return modality_attribution(Z, adapter.forward(Z), y=y)
+            if level == "embedding":
+                with torch.no_grad():
+                    Z = adapter.encode(Xb)
+                Z = {m: z.detach().requires_grad_(True) for m, z in Z.items()}
+                out = adapter.head(Z)
+            else:
+                Z = {m: x.requires_grad_(True) for m, x in Xb.items()}
+                out = adapter.forward(Z)
+            if not bool(torch.isfinite(out).all()):
+                raise ValueError(
+                    "the model's outputs are not finite (NaN or inf) on these data: its "
+                    "weights may have diverged in training; an explanation of such a "
+                    "model would be meaningless"
+                )
+            if y is not None:
+                check_label_range(y, out, adapter.ignore_index)
+            return modality_attribution(Z, out, y=y)

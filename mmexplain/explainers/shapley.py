@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from math import factorial
 from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from mmexplain.explainers._distributed import all_gather_rows
 from mmexplain.explainers._engine import EvaluationEngine, Perturbation
 from mmexplain.explainers._stats import make_stat
 from mmexplain.explainers.base import (
@@ -22,8 +25,16 @@ from mmexplain.results import ShapleyExplanation
 
 __all__ = ["ModalityShapley", "shapley_weights"]
 
-_VALUES = ("correct", "probability", "neg_loss")
-_BASELINES = ("zeros", "mean", "zero_input", "mean_input")
+_STAT_OF_VALUE = {
+    "correct": "correct",
+    "probability": "probability",
+    "neg_loss": "loss",
+}
+
+_VALUES = ("probability", "neg_loss", "correct")
+_BASELINES = ("auto", "zeros", "mean", "zero_input", "mean_input")
+#: most modalities computed exactly: 2^16 coalitions per row
+MAX_EXACT = 16
 
 
 def shapley_weights(n_players: int) -> np.ndarray:
@@ -56,36 +67,49 @@ class ModalityShapley(BaseModalityExplainer):
     the model's performance on that sample when the modalities outside ``S``
     are replaced by a baseline:
 
-    - ``value='correct'`` (the paper's code): ``v(S) = |S| * 1[prediction from
-      S is correct]`` with ``v(empty) = 0``; for segmentation the correctness is
-      the sample's pixel accuracy. With two modalities this gives
-      ``phi_a = (v(a) + v(a, v) - v(v)) / 2``.
-    - ``value='probability'``: the true-class probability (mean over pixels).
+    - ``value='probability'`` (default): the true-class probability (mean over
+      pixels for segmentation). A modality the model ignores gets exactly 0.
     - ``value='neg_loss'``: minus the loss (mean over pixels).
+    - ``value='correct'`` (the paper's code, used by
+      :class:`~mmexplain.balancers.SampleValuation`): ``v(S) = |S| *
+      1[prediction from S is correct]`` with ``v(empty) = 0``; for
+      segmentation the correctness is the sample's pixel accuracy. With two
+      modalities this gives ``phi_a = (v(a) + v(a, v) - v(v)) / 2``. The
+      ``|S|`` factor credits a modality for being *present*: a modality the
+      model ignores still gets a positive value whenever the prediction is
+      correct, so use it to reproduce the paper's re-sampling, not to
+      measure use.
 
     Baselines for absent modalities: ``'zeros'`` (zeroed embedding, the
     paper's choice) and ``'mean'`` (mean embedding over ``reference``) need an
     ``encode``/``fuse`` model; ``'zero_input'`` and ``'mean_input'`` replace
-    the inputs and work for any model.
+    the inputs and work for any model; ``'auto'`` (default) is ``'zeros'``
+    for encode/fuse models and ``'zero_input'`` otherwise.
 
     With ``M <= max_exact`` modalities and ``n_samples=None`` the values are
-    exact (all ``2^M`` coalitions, each evaluated once on the cached
-    embeddings) and satisfy efficiency, ``sum_m phi_m = v(all) - v(empty)``,
-    to float precision. Otherwise ``n_samples`` random modality orderings are
-    drawn (Monte-Carlo permutation sampling, seeded by ``random_state``); each
-    ordering's marginal contributions telescope, so efficiency still holds
-    exactly, and ``standard_errors`` (N, M) gives the standard error of each
-    estimate.
+    exact (all ``2^M`` coalitions, each evaluated once) and satisfy
+    efficiency, ``sum_m phi_m = v(all) - v(empty)``, to float precision.
+    Otherwise ``n_samples`` random modality orderings are drawn (Monte-Carlo
+    permutation sampling, seeded by ``random_state``; a ``UserWarning`` says
+    when this switch happens automatically); each ordering's marginal
+    contributions telescope, so efficiency still holds exactly, and
+    ``standard_errors`` (N, M) gives the standard error of each estimate.
+    Values are computed block by block over rows: memory is
+    ``O(batch_size * 2^M + N * M)`` whatever ``N``.
+
+    ``shares`` are the mean *absolute* values normalized to 100 (what
+    ``shap.plots.bar`` ranks by); ``mean_values`` keeps the signed means.
 
     Parameters
     ----------
-    value : {'correct', 'probability', 'neg_loss'}, default='correct'
-    baseline : {'zeros', 'mean', 'zero_input', 'mean_input'}, default='zeros'
+    value : {'probability', 'neg_loss', 'correct'}, default='probability'
+    baseline : {'auto', 'zeros', 'mean', 'zero_input', 'mean_input'}, default='auto'
     n_samples : int or None, default=None
         Orderings for Monte-Carlo estimation; None is exact (or 200 orderings
         when ``M > max_exact``).
     max_exact : int, default=10
-        Largest number of modalities computed exactly (2^M coalitions).
+        Largest number of modalities computed exactly (2^M coalitions); at
+        most 16 (65536 coalitions per row).
     reference : mapping or None, default=None
         Data for the 'mean' baselines (default: the data explained).
     random_state, batch_size, device, target, show_progress, loss_fn :
@@ -119,8 +143,8 @@ class ModalityShapley(BaseModalityExplainer):
 
     def __init__(
         self,
-        value: str = "correct",
-        baseline: str = "zeros",
+        value: str = "probability",
+        baseline: str = "auto",
         n_samples: int | None = None,
         max_exact: int = 10,
         random_state: Any = None,
@@ -147,7 +171,7 @@ class ModalityShapley(BaseModalityExplainer):
         "value": [StrOptions(set(_VALUES))],
         "baseline": [StrOptions(set(_BASELINES))],
         "n_samples": [Interval(Integral, 2, None, closed="left"), None],
-        "max_exact": [Interval(Integral, 1, None, closed="left")],
+        "max_exact": [Interval(Integral, 1, MAX_EXACT, closed="both")],
         "random_state": ["random_state"],
         "reference": "no_validation",
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -157,11 +181,10 @@ class ModalityShapley(BaseModalityExplainer):
         "loss_fn": [callable, None],
     }
 
-    def _explain(self, ctx: ExplainContext) -> ShapleyExplanation:
-        modalities = ctx.modalities
-        M = len(modalities)
-        on_embeddings = self.baseline in ("zeros", "mean")
-        if on_embeddings:
+    def _resolve_baseline(self, ctx: ExplainContext) -> str:
+        if self.baseline == "auto":
+            return "zeros" if ctx.adapter.split else "zero_input"
+        if self.baseline in ("zeros", "mean"):
             require(
                 ctx.adapter.module,
                 "encode_fuse",
@@ -169,23 +192,38 @@ class ModalityShapley(BaseModalityExplainer):
                 error=ValueError,
                 hint="use baseline='zero_input' or 'mean_input'",
             )
+        return self.baseline
+
+    def _explain(self, ctx: ExplainContext) -> ShapleyExplanation:
+        modalities = ctx.modalities
+        M = len(modalities)
+        baseline = self._resolve_baseline(ctx)
+        on_embeddings = baseline in ("zeros", "mean")
         reference = self._reference(ctx)
-        engine = self._engine(ctx, fast=on_embeddings, desc="modality Shapley")
-        kind = "zeros" if self.baseline in ("zeros", "zero_input") else "mean"
+        engine = self._engine(
+            ctx, fast=on_embeddings, desc="modality Shapley", needs_index=False
+        )
+        kind = "zeros" if baseline in ("zeros", "zero_input") else "mean"
         absent = {m: engine.baseline(m, kind, reference=reference) for m in modalities}
         exact = self.n_samples is None and M <= self.max_exact
+        if self.n_samples is None and not exact:
+            warnings.warn(
+                f"{M} modalities exceed max_exact={self.max_exact}: estimating the "
+                "Shapley values by Monte-Carlo with 200 random orderings (pass "
+                "n_samples to choose)",
+                UserWarning,
+                stacklevel=3,
+            )
+        orderings = prefix_masks = None
         if exact:
-            masks, orderings, prefix_masks = np.arange(1 << M), None, None
+            masks = np.arange(1 << M)
         else:
             orderings, prefix_masks = self._orderings(M)
             masks = np.unique(prefix_masks)
-        V = self._coalition_values(engine, modalities, masks, absent)  # (N, len(masks))
-        col = {int(mk): j for j, mk in enumerate(masks)}
-        v_full, v_empty = V[:, col[(1 << M) - 1]], V[:, col[0]]
-        if exact:
-            values, standard_errors = V @ shapley_weights(M), None
-        else:
-            values, standard_errors = self._monte_carlo(V, col, orderings, prefix_masks)
+        out = self._block_values(
+            engine, modalities, masks, absent, orderings, prefix_masks
+        )
+        values, standard_errors, v_empty, v_full = out
         gap = (
             float(np.max(np.abs(values.sum(axis=1) - (v_full - v_empty))))
             if len(values)
@@ -197,7 +235,7 @@ class ModalityShapley(BaseModalityExplainer):
             method="shapley",
             params={
                 "value": self.value,
-                "baseline": self.baseline,
+                "baseline": baseline,
                 "exact": exact,
                 "n_samples": None if exact else int(len(orderings)),
                 "n_coalitions": int(len(masks)),
@@ -206,12 +244,79 @@ class ModalityShapley(BaseModalityExplainer):
                 "path": engine.path,
                 "model_calls": engine.head_calls,
             },
-            shares=normalize_shares(mean_values, what="Shapley"),
+            shares=normalize_shares(np.abs(values).mean(axis=0), what="Shapley"),
             values=values,
             base_values=v_empty,
             mean_values=mean_values,
             standard_errors=standard_errors,
         )
+
+    def _block_values(
+        self,
+        engine: EvaluationEngine,
+        modalities: tuple[str, ...],
+        masks: np.ndarray,
+        absent: dict,
+        orderings: np.ndarray | None,
+        prefix_masks: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        """Shapley values (N, M), their standard errors, v(empty) and v(all).
+
+        Each block of rows is reduced to its values as soon as its coalition
+        values are known, so only ``(2^M, block)`` statistics exist at a time.
+        """
+        M = len(modalities)
+        stat = make_stat(_STAT_OF_VALUE[self.value], engine.adapter)
+        evaluated = [
+            int(mk) for mk in masks if not (self.value == "correct" and mk == 0)
+        ]
+        perturbations = [
+            Perturbation(
+                {
+                    m: (None if mk >> j & 1 else absent[m])
+                    for j, m in enumerate(modalities)
+                }
+            )
+            for mk in evaluated
+        ]
+        col = {int(mk): j for j, mk in enumerate(masks)}
+        weights = shapley_weights(M) if orderings is None else None
+        parts: list[list[np.ndarray]] = [[], [], [], []]
+        for _, st in engine.iter_blocks(perturbations, stat):
+            V = self._coalition_block(st.double().cpu().numpy(), evaluated, col)
+            if weights is not None:
+                vals, se = V @ weights, None
+            else:
+                vals, se = self._monte_carlo(V, col, orderings, prefix_masks)
+            parts[0].append(vals)
+            parts[1].append(se if se is not None else np.zeros((len(V), 0)))
+            parts[2].append(V[:, col[0]])
+            parts[3].append(V[:, col[(1 << M) - 1]])
+        gathered = [self._gather(p, engine.n) for p in parts]
+        values, se, v_empty, v_full = gathered
+        return values, (se if orderings is not None else None), v_empty, v_full
+
+    @staticmethod
+    def _gather(parts: list[np.ndarray], n: int) -> np.ndarray:
+        local = torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0)
+        return all_gather_rows(local, n).numpy()
+
+    def _coalition_block(
+        self, st: np.ndarray, evaluated: list[int], col: dict[int, int]
+    ) -> np.ndarray:
+        """Per-sample coalition values (b, len(masks)) from statistics (K, b, 2)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per = st[..., 0] / st[..., 1]
+        per = np.nan_to_num(per)  # samples with no valid pixel contribute 0
+        V = np.zeros((st.shape[1], len(col)))
+        for k, mk in enumerate(evaluated):
+            v = per[k]
+            if self.value == "correct":
+                v = bin(mk).count("1") * v
+            elif self.value == "neg_loss":
+                v = -v
+            V[:, col[mk]] = v
+        return V
 
     def _orderings(self, M: int) -> tuple[np.ndarray, np.ndarray]:
         """Random modality orderings (P, M) and their prefix coalitions (P, M + 1)."""
@@ -239,50 +344,3 @@ class ModalityShapley(BaseModalityExplainer):
         )
         values = contrib.mean(axis=1)
         return values, contrib.std(axis=1, ddof=1) / np.sqrt(contrib.shape[1])
-
-    def _coalition_values(
-        self,
-        engine: EvaluationEngine,
-        modalities: tuple[str, ...],
-        masks: np.ndarray,
-        absent: dict,
-    ) -> np.ndarray:
-        """Per-sample value of each coalition: array (N, len(masks))."""
-        stat_kind = {
-            "correct": "correct",
-            "probability": "probability",
-            "neg_loss": "loss",
-        }[self.value]
-        stat = make_stat(stat_kind, engine.adapter)
-        evaluate = [
-            int(mk) for mk in masks if not (self.value == "correct" and mk == 0)
-        ]
-        perturbations = [
-            Perturbation(
-                {
-                    m: (None if mk >> j & 1 else absent[m])
-                    for j, m in enumerate(modalities)
-                }
-            )
-            for mk in evaluate
-        ]
-        out = np.zeros((engine.n, len(masks)))
-        if perturbations:
-            st = (
-                engine.evaluate(perturbations, stat, per_sample=True)
-                .double()
-                .cpu()
-                .numpy()
-            )  # (K, N, 2)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                per = st[..., 0] / st[..., 1]
-            per = np.nan_to_num(per)  # samples with no valid pixel contribute 0
-            pos = {int(mk): j for j, mk in enumerate(masks)}
-            for k, mk in enumerate(evaluate):
-                v = per[k]
-                if self.value == "correct":
-                    v = bin(mk).count("1") * v
-                elif self.value == "neg_loss":
-                    v = -v
-                out[:, pos[mk]] = v
-        return out

@@ -1,0 +1,392 @@
+"""Row sources: random access to the rows of a multimodal data set, wherever they live.
+
+Training, prediction and every explainer read data through one interface,
+:class:`RowSource`: ``source.take(index)`` returns the rows ``index`` (a slice
+or an integer array) of each modality as ``float32`` tensors on a device.
+Random access by row index is the contract, so a *whole-set* permutation of
+one modality stays exact however the rows are stored: sample ``n`` takes
+modality ``m`` from row ``perm[n]``.
+
+- :class:`ArraySource`: a mapping of in-memory arrays, tensors or
+  memory-mapped NumPy arrays (``np.load(path, mmap_mode='r')``); rows are
+  converted to ``float32`` per batch, a memmap is never copied whole.
+- :class:`DatasetSource`: any map-style ``torch.utils.data.Dataset`` whose
+  items are ``({modality: tensor}, target)`` (skorch's convention) or
+  ``{modality: tensor}``; rows are loaded item by item, in worker processes
+  with ``num_workers > 0`` (pinned memory when the device is CUDA). Each
+  batch is checked as it is loaded (finite as float32, the per-sample shapes
+  of the first item), since a Dataset cannot be validated up front without
+  reading all of it.
+
+:func:`as_source` turns what a user passes (mapping or Dataset) into a source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from mmexplain.data._dict import ModalityDict
+
+__all__ = [
+    "ArraySource",
+    "DatasetSource",
+    "RowSource",
+    "as_source",
+    "check_source",
+    "is_dataset",
+]
+
+Index = slice | np.ndarray
+
+
+def is_dataset(X: Any) -> bool:
+    """Whether ``X`` is a torch ``Dataset`` (and not a mapping of arrays)."""
+    return isinstance(X, Dataset) and not isinstance(X, Mapping)
+
+
+def _as_index_tensor(index: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64)).to(device)
+
+
+class RowSource:
+    """Random access to the rows of a multimodal data set (see the module docstring)."""
+
+    modalities: tuple[str, ...]
+    #: True when all rows are in memory (cheap random access, no per-batch checks)
+    in_memory: bool = True
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def row_shapes(self) -> dict[str, tuple[int, ...]]:  # pragma: no cover
+        """Per-sample shape of each modality."""
+        raise NotImplementedError
+
+    def take(
+        self,
+        index: Index,
+        *,
+        modalities: Sequence[str] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
+        """Rows ``index`` of ``modalities`` (default all) as float32 tensors on ``device``."""
+        raise NotImplementedError
+
+    def stream(
+        self,
+        requests: Sequence[tuple[Index, Sequence[str] | None]],
+        *,
+        device: Any = "cpu",
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        """``take`` for each ``(index, modalities)`` request, in order.
+
+        Sources that load rows in worker processes prefetch the requests.
+        """
+        for index, modalities in requests:
+            yield self.take(index, modalities=modalities, device=device)
+
+    def subset(self, rows: np.ndarray) -> RowSource:  # pragma: no cover - abstract
+        """A source of the rows ``rows`` of this one (in that order)."""
+        raise NotImplementedError
+
+    def row_bytes(self) -> int:
+        """Bytes of one row of all modalities as float32."""
+        return sum(
+            int(np.prod(s, dtype=np.int64)) * 4 for s in self.row_shapes.values()
+        )
+
+
+class ArraySource(RowSource):
+    """Rows of a mapping of arrays, tensors or memory-mapped arrays (never copied whole).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data.sources import ArraySource
+    >>> src = ArraySource({"a": np.arange(6.0).reshape(3, 2), "b": np.ones((3, 1))})
+    >>> src.take(np.array([2, 0]), modalities=["a"])["a"].tolist()
+    [[4.0, 5.0], [0.0, 1.0]]
+    """
+
+    def __init__(self, X: Mapping[str, Any]) -> None:
+        self.X = X
+        self.modalities = tuple(X.keys())
+        self.in_memory = not any(isinstance(v, np.memmap) for v in X.values())
+
+    def __len__(self) -> int:
+        return int(next(iter(self.X.values())).shape[0])
+
+    @property
+    def row_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {m: tuple(int(s) for s in v.shape[1:]) for m, v in self.X.items()}
+
+    def take(
+        self,
+        index: Index,
+        *,
+        modalities: Sequence[str] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, torch.Tensor]:
+        device = torch.device(device)
+        out = {}
+        for m in modalities if modalities is not None else self.modalities:
+            value = self.X[m]
+            if isinstance(value, torch.Tensor):
+                if isinstance(index, np.ndarray):
+                    rows = value.index_select(0, _as_index_tensor(index, value.device))
+                else:
+                    rows = value[index]
+                rows = rows.detach()
+            else:
+                rows = np.ascontiguousarray(value[index])
+                if not rows.flags.writeable:  # a read-only memmap view
+                    rows = np.array(rows)
+                rows = torch.from_numpy(rows)
+            out[m] = rows.to(device=device, dtype=torch.float32, non_blocking=True)
+        return out
+
+
+def _array_subset(self: ArraySource, rows: np.ndarray) -> ArraySource:
+    from mmexplain.data._dict import take_rows
+
+    return ArraySource(take_rows(self.X, np.asarray(rows)))
+
+
+ArraySource.subset = _array_subset  # type: ignore[method-assign]
+
+
+def _split_item(item: Any) -> tuple[Mapping[str, Any], Any]:
+    if isinstance(item, Mapping):
+        return item, None
+    if (
+        isinstance(item, tuple | list)
+        and len(item) == 2
+        and isinstance(item[0], Mapping)
+    ):
+        return item[0], item[1]
+    raise TypeError(
+        "a Dataset for mmexplain must return ({modality: tensor}, target) or "
+        f"{{modality: tensor}} per item; got {type(item).__name__}"
+    )
+
+
+class _Items(Dataset):
+    """``dataset[(i, modalities)]``: item ``i`` restricted to ``modalities``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, tuple[str, ...]]) -> dict[str, torch.Tensor]:
+        i, modalities = key
+        X, _ = _split_item(self.dataset[int(i)])
+        return {m: torch.as_tensor(np.asarray(X[m])) for m in modalities}
+
+
+def _rows_of(index: Index, n: int) -> list[int]:
+    if isinstance(index, slice):
+        return list(range(*index.indices(n)))
+    return np.asarray(index).tolist()
+
+
+class DatasetSource(RowSource):
+    """Rows of a map-style torch ``Dataset`` of ``({modality: tensor}, target)`` items.
+
+    Parameters
+    ----------
+    dataset : torch.utils.data.Dataset
+        Items ``({modality: array}, target)`` or ``{modality: array}``.
+    num_workers : int, default=0
+        Worker processes loading items (``DataLoader(num_workers=...)``).
+    pin_memory : bool or None, default=None
+        Pin loaded batches for faster host-to-GPU copies; None pins when the
+        requested device is CUDA.
+    check : bool, default=True
+        Check each loaded batch: finite as float32, and the per-sample shapes
+        of the first item.
+    """
+
+    in_memory = False
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        check: bool = True,
+    ) -> None:
+        try:
+            n = len(dataset)  # type: ignore[arg-type]
+        except TypeError as exc:
+            raise TypeError(
+                "mmexplain needs a map-style Dataset with __len__ and __getitem__ "
+                f"(random access by row index); {type(dataset).__name__} has no len()"
+            ) from exc
+        if n < 1:
+            raise ValueError("the Dataset is empty")
+        self.dataset = dataset
+        self.num_workers = int(num_workers)
+        self.pin_memory = pin_memory
+        self.check = check
+        self._n = int(n)
+        X0, y0 = _split_item(dataset[0])
+        for m in X0:
+            if not isinstance(m, str):
+                raise TypeError(f"modality names must be strings, got {m!r}")
+        self.modalities = tuple(X0.keys())
+        self._shapes = {
+            m: tuple(int(s) for s in np.shape(np.asarray(v))) for m, v in X0.items()
+        }
+        self.has_targets = y0 is not None
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def row_shapes(self) -> dict[str, tuple[int, ...]]:
+        return dict(self._shapes)
+
+    def targets(self) -> np.ndarray:
+        """All targets, read item by item (a Dataset whose items carry them)."""
+        if not self.has_targets:
+            raise ValueError(
+                "the Dataset's items carry no target ({modality: tensor} only): pass y"
+            )
+        ys = [_split_item(self.dataset[i])[1] for i in range(self._n)]
+        return np.stack([np.asarray(v) for v in ys])
+
+    def take(
+        self,
+        index: Index,
+        *,
+        modalities: Sequence[str] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, torch.Tensor]:
+        return next(iter(self.stream([(index, modalities)], device=device)))
+
+    def stream(
+        self,
+        requests: Sequence[tuple[Index, Sequence[str] | None]],
+        *,
+        device: Any = "cpu",
+    ) -> Iterator[dict[str, torch.Tensor]]:
+        device = torch.device(device)
+        plan = [
+            (
+                _rows_of(index, self._n),
+                tuple(mods) if mods is not None else self.modalities,
+            )
+            for index, mods in requests
+        ]
+        items = _Items(self.dataset)
+        if self.num_workers == 0:
+            batches: Any = (
+                _stack_items([items[(i, mods)] for i in rows]) for rows, mods in plan
+            )
+        else:
+            pin = (
+                self.pin_memory
+                if self.pin_memory is not None
+                else device.type == "cuda"
+            )
+            batches = DataLoader(
+                items,
+                batch_sampler=[[(i, mods) for i in rows] for rows, mods in plan],
+                num_workers=self.num_workers,
+                pin_memory=pin,
+                collate_fn=_stack_items,
+            )
+        for (_, mods), batch in zip(plan, batches):
+            out = {}
+            for m in mods:
+                t = batch[m]
+                if self.check:
+                    self._check(m, t)
+                out[m] = t.to(device=device, dtype=torch.float32, non_blocking=True)
+            yield out
+
+    def subset(self, rows: np.ndarray) -> DatasetSource:
+        """The rows ``rows`` as a source over ``torch.utils.data.Subset``."""
+        return DatasetSource(
+            Subset(self.dataset, np.asarray(rows).tolist()),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            check=self.check,
+        )
+
+    def _check(self, m: str, t: torch.Tensor) -> None:
+        if tuple(t.shape[1:]) != self._shapes[m]:
+            raise ValueError(
+                f"modality {m!r} has per-sample shape {tuple(t.shape[1:])} in some items "
+                f"but {self._shapes[m]} in the first item of the Dataset"
+            )
+        if t.is_floating_point():
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(
+                    f"modality {m!r} contains NaN or infinite values in the Dataset"
+                )
+            if not bool(torch.isfinite(t.to(torch.float32)).all()):
+                raise ValueError(
+                    f"modality {m!r} has values too large for float32 in the Dataset"
+                )
+
+
+def _stack_items(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {m: torch.stack([it[m] for it in items]) for m in items[0]} if items else {}
+
+
+def check_source(
+    X: Any,
+    *,
+    modalities: Sequence[str] | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> DatasetSource | RowSource:
+    """Validate a Dataset (or source) against the modalities and shapes a model expects.
+
+    The same rules as :func:`~mmexplain.data.check_X_fitted` (missing and
+    unknown modalities, per-sample shapes, image channels), read from the
+    first item; values are checked batch by batch as they are loaded.
+    """
+    from mmexplain.data.validation import check_X_fitted
+
+    source = as_source(X)
+    expected = list(input_shapes) if input_shapes is not None else modalities
+    if expected is not None:
+        missing = [m for m in expected if m not in source.modalities]
+        unknown = [m for m in source.modalities if m not in expected]
+        if missing:
+            raise ValueError(
+                f"missing modality {missing[0]!r}; expected modalities {list(expected)}, "
+                f"got {list(source.modalities)}"
+            )
+        if unknown:
+            raise ValueError(
+                f"unknown modality {unknown[0]!r}; expected modalities {list(expected)}"
+            )
+    if input_shapes is not None:
+        probe = {m: np.zeros((1, *source.row_shapes[m]), np.float32) for m in expected}
+        check_X_fitted(probe, input_shapes)
+    return source
+
+
+def as_source(X: Any, *, num_workers: int = 0) -> RowSource:
+    """A :class:`RowSource` for ``X``: a Dataset, a source, or a mapping of arrays."""
+    if isinstance(X, RowSource):
+        return X
+    if is_dataset(X):
+        return DatasetSource(X, num_workers=num_workers)
+    if isinstance(X, Mapping):
+        return ArraySource(X if isinstance(X, ModalityDict) else dict(X))
+    raise TypeError(
+        "X must be a mapping {modality: array} or a torch Dataset of "
+        f"({{modality: tensor}}, target) items; got {type(X).__name__}"
+    )
