@@ -54,6 +54,7 @@ __all__ = [
     "module_modalities",
     "require",
     "select_branches",
+    "unwrap_parallel",
 ]
 
 
@@ -166,12 +167,18 @@ CAPABILITIES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def _unwrap(module: Any) -> Any:
-    """The user's module behind a DistributedDataParallel/DataParallel wrapper."""
-    inner = getattr(module, "module", None)
+def unwrap_parallel(module: Any) -> Any:
+    """The user's module behind a DistributedDataParallel/DataParallel wrapper.
+
+    Explaining runs the wrapped module itself: evaluation needs no gradient
+    synchronization, and the wrapper hides ``encode``/``fuse``.
+    """
     if isinstance(module, nn.parallel.DistributedDataParallel | nn.DataParallel):
-        return inner
+        return module.module
     return module
+
+
+_unwrap = unwrap_parallel
 
 
 def has_capability(module: Any, capability: str) -> bool:
