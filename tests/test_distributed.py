@@ -85,3 +85,69 @@ def test_per_sample_outputs_are_gathered_in_row_order(results):
         r0["shap/ds/values"], single["shap/mem/values"], rtol=1e-5, atol=1e-6
     )
     assert r0["attr/mem/sample_shares"].shape == (203, 2)
+
+
+TRAIN_WORKER = Path(__file__).parent / "distributed" / "train_worker.py"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(TRAIN_WORKER),
+        ],
+        out,
+    )
+    return [dict(np.load(out / f"train_rank{r}.npz")) for r in (0, 1)]
+
+
+def test_data_parallel_training_with_balancers_ends_with_identical_weights(trained):
+    r0, r1 = trained
+    names = {k.split("/")[0] for k in r0 if "/" in k}
+    assert names == {"dropout", "ogm", "target", "greedy"}
+    for key, value in r0.items():
+        np.testing.assert_array_equal(r1[key], value, err_msg=key)
+
+
+def test_data_parallel_training_reduces_balancer_statistics(trained):
+    r0, r1 = trained
+    # OGM-GE's coefficients come from the scores of the whole global batch
+    np.testing.assert_array_equal(r0["ogm_coefficients"], r1["ogm_coefficients"])
+    assert np.all(r0["ogm_coefficients"] <= 1) and np.any(r0["ogm_coefficients"] < 1)
+    # greedy re-balancing decides from synchronized gradients: the same steps
+    np.testing.assert_array_equal(r0["greedy_steps"], r1["greedy_steps"])
+
+
+def test_training_shards_each_batch(tmp_path):
+    """Without a process group nothing changes; with one each rank takes its part."""
+    import torch
+
+    from mmexplain.data.batching import ModalityDataset, TensorBatchIterator
+
+    ds = ModalityDataset({"a": np.arange(10.0)[:, None]}, np.arange(10))
+    full = [
+        b[1].tolist()
+        for b in TensorBatchIterator(
+            ds, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
+    ]
+    parts = [
+        [
+            b[1].tolist()
+            for b in TensorBatchIterator(
+                ds,
+                batch_size=4,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(0),
+                shard=(r, 2),
+            )
+        ]
+        for r in (0, 1)
+    ]
+    assert [p0 + p1 for p0, p1 in zip(*parts)] == full

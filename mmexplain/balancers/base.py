@@ -154,9 +154,13 @@ class DeviceMean:
         self.count += weight
 
     def mean(self) -> list[float] | None:
-        if float(self.count) <= 0:
+        """The mean over all steps (and all processes in data-parallel training)."""
+        from mmexplain.explainers._distributed import all_reduce_sum
+
+        total, count = all_reduce_sum(self.total), all_reduce_sum(self.count)
+        if float(count) <= 0:
             return None
-        return (self.total / self.count).cpu().tolist()
+        return (total / count).cpu().tolist()
 
 
 class Balancer(BaseEstimator):

@@ -125,17 +125,41 @@ def dataset_targets(dataset: Any) -> np.ndarray | None:
     return None
 
 
-class _PermutationSampler(torch.utils.data.Sampler):
-    """Row order of one epoch: ``torch.randperm(N, generator)``, as TensorBatchIterator."""
+class _BatchSampler(torch.utils.data.Sampler):
+    """Batches of row indices as :class:`TensorBatchIterator` makes them (optionally sharded)."""
 
-    def __init__(self, n: int, generator: torch.Generator | None) -> None:
-        self.n, self.generator = n, generator
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        drop_last: bool,
+        generator: torch.Generator | None,
+        shard: tuple[int, int] | None,
+    ) -> None:
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.drop_last, self.generator, self.shard = drop_last, generator, shard
 
     def __len__(self) -> int:
-        return self.n
+        return (
+            self.n // self.batch_size
+            if self.drop_last
+            else -(-self.n // self.batch_size)
+        )
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+    def __iter__(self) -> Iterator[list[int]]:
+        n, bs = self.n, self.batch_size
+        order = (
+            torch.randperm(n, generator=self.generator)
+            if self.shuffle
+            else torch.arange(n)
+        )
+        stop = n - n % bs if self.drop_last else n
+        for start in range(0, stop, bs):
+            idx = order[start : start + bs]
+            if self.shard is not None:
+                idx = idx[_shard_slice(len(idx), *self.shard)]
+            yield idx.tolist()
 
 
 def dataset_loader(
@@ -147,6 +171,7 @@ def dataset_loader(
     generator: torch.Generator | None = None,
     num_workers: int = 0,
     pin_memory: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> DataLoader:
     """A ``DataLoader`` whose batches equal :class:`TensorBatchIterator`'s.
 
@@ -156,16 +181,16 @@ def dataset_loader(
     generator, so loading never consumes torch's global RNG (which seeds
     dropout in training).
     """
-    sampler = _PermutationSampler(len(dataset), generator) if shuffle else None
+    batches = _BatchSampler(
+        len(dataset), int(batch_size), shuffle, drop_last, generator, shard
+    )
     base = torch.Generator()
     base.manual_seed(
         0 if generator is None else int(generator.initial_seed()) % (2**31)
     )
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=drop_last,
+        batch_sampler=batches,
         generator=base,
         num_workers=num_workers,
         pin_memory=pin_memory,
@@ -234,6 +259,10 @@ class TensorBatchIterator:
     num_workers, pin_memory :
         Used when the estimators load a Dataset that is not in memory (they
         build a ``DataLoader`` with these); ignored for in-memory tensors.
+    shard : (rank, world_size) or None
+        Data-parallel training: every process draws the same batches (same
+        generator) and takes its contiguous part of each one, so the
+        processes together see each global batch exactly once.
     """
 
     def __init__(
@@ -246,6 +275,7 @@ class TensorBatchIterator:
         rows: Mapping[str, torch.Tensor] | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         if int(batch_size) < 1:
             raise ValueError(
@@ -257,6 +287,7 @@ class TensorBatchIterator:
         self.drop_last = drop_last
         self.generator = generator
         self.rows = None if rows is None else dict(rows)
+        self.shard = shard
         self.n = int(next(iter(self.X.values())).shape[0])
 
     @classmethod
@@ -278,7 +309,7 @@ class TensorBatchIterator:
         stop = n - n % bs if self.drop_last else n
         perm = torch.randperm(n, generator=self.generator) if self.shuffle else None
         for start in range(0, stop, bs):
-            if perm is None:
+            if perm is None and self.shard is None:
                 sl = slice(start, start + bs)
                 Xb = {k: v[sl] for k, v in self.X.items()}
                 yb = None if self.y is None else self.y[sl]
@@ -287,16 +318,27 @@ class TensorBatchIterator:
                     if self.rows is None
                     else {k: v[sl] for k, v in self.rows.items()}
                 )
-            else:
-                idx = perm[start : start + bs]
-                Xb = _take(self.X, idx)
-                yb = (
-                    None
-                    if self.y is None
-                    else self.y.index_select(0, idx.to(self.y.device))
-                )
-                rb = None if self.rows is None else _take(self.rows, idx)
+                yield (Xb, yb) if rb is None else (Xb, yb, rb)
+                continue
+            idx = (
+                perm[start : start + bs]
+                if perm is not None
+                else torch.arange(start, min(start + bs, n))
+            )
+            if self.shard is not None:
+                idx = idx[_shard_slice(len(idx), *self.shard)]
+            Xb = _take(self.X, idx)
+            yb = (
+                None
+                if self.y is None
+                else self.y.index_select(0, idx.to(self.y.device))
+            )
+            rb = None if self.rows is None else _take(self.rows, idx)
             yield (Xb, yb) if rb is None else (Xb, yb, rb)
+
+
+def _shard_slice(n: int, rank: int, world: int) -> slice:
+    return slice(n * rank // world, n * (rank + 1) // world)
 
 
 def _take(

@@ -20,13 +20,32 @@ from typing import Any
 import numpy as np
 import torch
 from skorch.dataset import unpack_data
-from skorch.utils import is_dataset, to_tensor
+from skorch.utils import to_tensor
+from torch.utils.data import Subset
 
+from mmexplain._device import check_device
 from mmexplain.data import ModalityDict, check_X, check_X_fitted, check_y
-from mmexplain.data.batching import TensorBatchIterator
+from mmexplain.data.batching import (
+    ArrayItems,
+    EpochDataset,
+    ModalityDataset,
+    TensorBatchIterator,
+    TrainingDataset,
+    dataset_loader,
+    has_memmap,
+    is_in_memory,
+)
+from mmexplain.data.sources import RowSource, check_source, is_dataset
 from mmexplain.estimators._balancing import BalancerLifecycleMixin
 from mmexplain.estimators._module import build_estimator_module
-from mmexplain.modules.contract import branch_loss
+from mmexplain.estimators._parallel import average_gradients, data_parallel_shard
+from mmexplain.estimators._weights import (
+    attach_sample_weight,
+    check_sample_weight,
+    split_sample_weight,
+    weighted_loss,
+)
+from mmexplain.modules.contract import branch_loss, branch_outputs
 from mmexplain.seeding import (
     draw_seed,
     seeded_numpy_global,
@@ -84,7 +103,12 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
 
     # -- initialization ---------------------------------------------------
     def initialize(self) -> Any:
-        """skorch's ``initialize`` under the ``"init"`` seed stream, plus the balancer."""
+        """skorch's ``initialize`` under the ``"init"`` seed stream, plus the balancer.
+
+        ``device`` is checked first: ``device='cuda'`` without a GPU raises a
+        ``ValueError`` saying so, before anything is built.
+        """
+        check_device(self.device, who=type(self).__name__)
         self.seed_ = draw_seed(self.random_state)
         with seeded_torch(self.seed_, "init", device=self.device):
             super().initialize()  # type: ignore[misc]
@@ -107,6 +131,49 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
                 return _softmax_dim1
         return super()._get_predict_nonlinearity()  # type: ignore[misc]
 
+    # -- fitted state (scikit-learn conventions) ------------------------------
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether the net is fitted (initialized), for ``check_is_fitted``."""
+        return bool(getattr(self, "initialized_", False)) and hasattr(self, "module_")
+
+    def check_is_fitted(
+        self, attributes: Any = None, *args: Any, **kwargs: Any
+    ) -> None:
+        """skorch's, with scikit-learn's message (naming the class, saying to call fit).
+
+        Raises skorch's ``NotInitializedError``, a subclass of scikit-learn's
+        ``NotFittedError`` (itself a ``ValueError`` and an ``AttributeError``).
+        """
+        from skorch.exceptions import NotInitializedError
+
+        try:
+            super().check_is_fitted(attributes, *args, **kwargs)  # type: ignore[misc]
+        except NotInitializedError:
+            raise NotInitializedError(
+                f"This {type(self).__name__} instance is not fitted yet: call "
+                "fit(X, y) before using this method"
+            ) from None
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """skorch's, raising ``NotFittedError`` first when the net is not fitted."""
+        self.check_is_fitted()
+        return super().predict_proba(X)  # type: ignore[misc]
+
+    @property
+    def n_features_in_(self) -> int:
+        """Input features per sample seen in ``fit``, summed over the modalities.
+
+        A modality's features are the product of its per-sample shape
+        (``input_shapes_``); for one vector modality this is scikit-learn's
+        ``n_features_in_``.
+        """
+        shapes = self.__dict__.get("input_shapes_")
+        if shapes is None:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute 'n_features_in_' before fit"
+            )
+        return int(sum(int(np.prod(s, dtype=np.int64)) for s in shapes.values()))
+
     # -- validation --------------------------------------------------------
     def _check_fitted_X(self, X: Any) -> ModalityDict:
         """Validate ``X`` (against the fitted modalities and shapes when fitted)."""
@@ -115,7 +182,15 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
     def _encode_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
         raise NotImplementedError
 
-    def _validate_fit(
+    def _validate_fit(self, X: Any, y: Any, reset: bool) -> tuple[Any, np.ndarray]:
+        if is_dataset(X):
+            return self._validate_fit_dataset(X, y, reset)
+        Xv, y_enc = self._validate_fit_arrays(X, y, reset)
+        if has_memmap(Xv):  # memory-mapped modalities: read row by row, never whole
+            return TrainingDataset(ArrayItems(Xv), y_enc), y_enc
+        return Xv, y_enc
+
+    def _validate_fit_arrays(
         self, X: Any, y: Any, reset: bool
     ) -> tuple[ModalityDict, np.ndarray]:
         if reset:
@@ -128,20 +203,58 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             y_arr = check_y(y, len(Xv))
         return Xv, self._encode_y(y_arr, reset)
 
+    def _validate_fit_dataset(
+        self, X: Any, y: Any, reset: bool
+    ) -> tuple[TrainingDataset, np.ndarray]:
+        """A torch Dataset: checked from its first item, targets from ``y`` or the items."""
+        shapes = None if reset else getattr(self, "input_shapes_", None)
+        source = check_source(X, input_shapes=shapes)
+        if y is None:
+            y = source.targets()
+        y_arr = check_y(y, len(source))
+        if reset:
+            self.modalities_ = source.modalities
+            self.input_shapes_ = source.row_shapes
+        y_enc = self._encode_y(y_arr, reset)
+        return TrainingDataset(X, y_enc), y_enc
+
     def check_data(self, X: Any, y: Any = None) -> None:
         """Replaces skorch's: the data were validated by ``fit``/``partial_fit``."""
 
     def get_dataset(self, X: Any, y: Any = None) -> Any:
-        """skorch's, validating ``X`` first (outside ``fit``, which validated it)."""
-        if is_dataset(X):
+        """skorch's, validating ``X`` first (outside ``fit``, which validated it).
+
+        A user's torch Dataset is checked from its first item and wrapped as a
+        :class:`~mmexplain.data.batching.TrainingDataset` (float32 modalities,
+        one item layout for skorch's loops).
+        """
+        if isinstance(X, TrainingDataset | ModalityDataset | Subset):
             return X
+        if is_dataset(X):
+            check_source(X, input_shapes=getattr(self, "input_shapes_", None))
+            return TrainingDataset(X)
+        if has_memmap(X):
+            return TrainingDataset(ArrayItems(self._check_fitted_X(X)))
         if not (isinstance(X, ModalityDict) and getattr(self, "_fitting_", False)):
             X = self._check_fitted_X(X)
         return super().get_dataset(X, y)  # type: ignore[misc]
 
     # -- fitting -------------------------------------------------------------
-    def fit(self, X: Any, y: Any, **fit_params: Any) -> Any:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any) -> Any:
         """Initialize (unless ``warm_start``) and train on ``X`` (mapping) and ``y``.
+
+        Parameters
+        ----------
+        X : mapping of str to array-like, or a torch Dataset
+        y : array-like
+        sample_weight : array-like of shape (N,) or None
+            Per-sample weights of the training loss: the weighted mean of the
+            per-sample criterion (see :mod:`mmexplain.estimators._weights`).
+            Routed by scikit-learn's metadata routing after
+            ``set_fit_request(sample_weight=True)``. Not supported together
+            with a balancer or for a Dataset ``X``.
+        **fit_params
+            Passed to skorch's ``fit_loop`` (and the module's forward).
 
         Returns
         -------
@@ -149,34 +262,85 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         """
         reset = not self.warm_start or not self.initialized_
         Xv, yv = self._validate_fit(X, y, reset=reset)
+        weights = check_sample_weight(self, Xv, sample_weight)
         if reset:
             self.initialize()
         else:  # warm start: keep the module, start the (possibly new) balancer afresh
             self._init_balancer()
-        return self._partial_fit_validated(Xv, yv, **fit_params)
+        return self._partial_fit_validated(Xv, yv, _weights=weights, **fit_params)
 
     def partial_fit(
-        self, X: Any, y: Any, classes: Any = None, **fit_params: Any
+        self,
+        X: Any,
+        y: Any,
+        classes: Any = None,
+        sample_weight: Any = None,
+        **fit_params: Any,
     ) -> Any:
-        """Train for ``max_epochs`` more epochs without re-initializing."""
+        """Train for ``max_epochs`` more epochs without re-initializing.
+
+        Parameters
+        ----------
+        X, y, sample_weight, **fit_params
+            As in :meth:`fit`.
+        classes : array-like or None
+            scikit-learn's incremental-learning contract: all class labels,
+            used on the first call (so a first batch may lack some classes;
+            without it the first ``y`` must hold at least two) and checked
+            against ``classes_`` on later calls.
+
+        Returns
+        -------
+        self
+        """
         reset = not self.initialized_
-        Xv, yv = self._validate_fit(X, y, reset=reset)
+        self._set_partial_fit_classes(classes, reset)
+        try:
+            Xv, yv = self._validate_fit(X, y, reset=reset)
+        finally:
+            self.__dict__.pop("_partial_fit_classes", None)
+        weights = check_sample_weight(self, Xv, sample_weight)
         if reset:
             self.initialize()
         elif not self._balancer_is_current():  # balancer set or changed since
             self._init_balancer()
-        return self._partial_fit_validated(Xv, yv, **fit_params)
+        return self._partial_fit_validated(Xv, yv, _weights=weights, **fit_params)
+
+    def _set_partial_fit_classes(self, classes: Any, reset: bool) -> None:
+        """Hook for ``partial_fit(classes=...)`` (the classifier's); refused here."""
+        if classes is not None:
+            raise ValueError(
+                f"{type(self).__name__}.partial_fit does not take classes=; set the "
+                "classes in the constructor"
+            )
+
+    def _check_monitors(self) -> None:
+        """Refuse callbacks that monitor validation scores when there are none."""
+        if self.train_split is not None:
+            return
+        for name, cb in getattr(self, "callbacks_", None) or []:
+            monitor = getattr(cb, "monitor", None)
+            if isinstance(monitor, str) and monitor.startswith("valid_"):
+                raise ValueError(
+                    f"callback {name!r} ({type(cb).__name__}) monitors {monitor!r}, but "
+                    "with train_split=None the net trains on all of X and records no "
+                    "validation scores; pass train_split=skorch.dataset.ValidSplit(0.2) "
+                    "for a validation split, or monitor a training score, e.g. "
+                    f"{type(cb).__name__}(monitor='train_loss')"
+                )
 
     def _partial_fit_validated(
-        self, X: ModalityDict, y: np.ndarray, **fit_params: Any
+        self, X: ModalityDict, y: np.ndarray, _weights: Any = None, **fit_params: Any
     ) -> Any:
         """skorch's ``partial_fit`` body: seeded, and the balancer always ends."""
         fit_params.pop("_routing_method", None)
+        self._check_monitors()
+        X_fit = attach_sample_weight(X, _weights)  # weights travel with their rows
         self.notify("on_train_begin", X=X, y=y)
         try:
             self._fitting_ = True
             with seeded_torch(self.seed_, "fit", len(self.history), device=self.device):
-                self.fit_loop(X, y, **fit_params)
+                self.fit_loop(X_fit, y, **fit_params)
         except KeyboardInterrupt:
             pass
         finally:
@@ -209,6 +373,13 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             kwargs.setdefault("shuffle", training)
             if training and kwargs["shuffle"] and "generator" not in kwargs:
                 kwargs["generator"] = self._epoch_generator()
+            if training:
+                kwargs.setdefault("shard", data_parallel_shard())
+            if not is_in_memory(dataset):  # a Dataset on disk: a seeded DataLoader
+                kwargs.setdefault(
+                    "pin_memory", torch.device(self.device or "cpu").type == "cuda"
+                )
+                return dataset_loader(dataset, **kwargs)
         return iterator(dataset, **kwargs)
 
     def _iterator_kwargs(self, prefix: str, n: int) -> dict[str, Any]:
@@ -249,14 +420,29 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             super()._set_training(training)  # type: ignore[misc]
         data = getattr(self, "_epoch_data_", None)
         if training and iterator is not None and data is not None:
-            kwargs = self._iterator_kwargs("iterator_train", len(data.y))
-            kwargs.setdefault("shuffle", True)
-            if kwargs["shuffle"] and "generator" not in kwargs:
-                kwargs["generator"] = self._epoch_generator()
-            iterator = TensorBatchIterator.from_tensors(
+            iterator = self._epoch_iterator(data)
+        super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)  # type: ignore[misc]
+
+    def _epoch_iterator(self, data: Any) -> Any:
+        """Batches of a balancer's :class:`~mmexplain.balancers.EpochData`."""
+        kwargs = self._iterator_kwargs("iterator_train", len(data.y))
+        kwargs.setdefault("shuffle", True)
+        if kwargs["shuffle"] and "generator" not in kwargs:
+            kwargs["generator"] = self._epoch_generator()
+        kwargs.setdefault("shard", data_parallel_shard())
+        if data.X is not None:
+            return TensorBatchIterator.from_tensors(
                 data.X, data.y, rows=data.rows, **kwargs
             )
-        super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)  # type: ignore[misc]
+        X, _ = self._train_tensors_
+        if isinstance(X, RowSource) and not X.in_memory:  # rows read from the Dataset
+            ds = EpochDataset(X.dataset, data.index, data.y, data.rows)
+            return dataset_loader(ds, **kwargs)
+        idx = torch.as_tensor(np.asarray(data.index), dtype=torch.long)
+        tensors = {m: v.index_select(0, idx.to(v.device)) for m, v in X.items()}
+        return TensorBatchIterator.from_tensors(
+            tensors, data.y, rows=data.rows, **kwargs
+        )
 
     def train_step_single(self, batch: Any, **fit_params: Any) -> dict[str, Any]:
         """skorch's (forward, loss, backward) with the balancer's batch hooks."""
@@ -279,8 +465,14 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             if extra is not None:
                 loss = loss + extra
         loss.backward()
+        average_gradients(self.module_)  # data parallel: no-op in one process
         self.notify_balancer("edit_gradients", X=Xi, y=yi, rows=rows)
         return {"loss": loss, "y_pred": y_pred}
+
+    def infer(self, x: Any, **fit_params: Any) -> Any:
+        """skorch's, without the per-sample weights that travel with a batch."""
+        x, _ = split_sample_weight(x)
+        return super().infer(x, **fit_params)  # type: ignore[misc]
 
     def get_loss(
         self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False
@@ -289,8 +481,15 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
 
         Branched modules (one head per branch, e.g. :class:`~mmexplain.MMTMNet`)
         are trained on the sum of their branch losses, as in Wu et al. (2022);
-        see :func:`mmexplain.modules.contract.branch_loss`.
+        see :func:`mmexplain.modules.contract.branch_loss`. A batch with
+        per-sample weights (``fit(sample_weight=...)``) gets the weighted loss
+        of :func:`~mmexplain.estimators._weights.weighted_loss`.
         """
+        _, weights = split_sample_weight(X)
+        if weights is not None:
+            y_t = to_tensor(y_true, device=self.device)
+            outputs = (branch_outputs(self.module_) if training else None) or [y_pred]
+            return weighted_loss(self.criterion_, outputs, y_t, weights)
         if training:
             loss = branch_loss(
                 self.module_, self.criterion_, to_tensor(y_true, device=self.device)

@@ -40,12 +40,14 @@ class Rows(Dataset):
 def main() -> None:
     out = os.environ["OUT"]
     distributed = "RANK" in os.environ
-    if distributed:
-        dist.init_process_group("gloo")
     torch.set_num_threads(1)
     X, y = make_multimodal_classification(n_samples=203, random_state=0)  # odd N
     X = ModalityDict({m: np.asarray(v, np.float32) for m, v in X.items()})
+    # trained before the process group exists: the same model in every run
+    # (with a process group, fit would train data-parallel)
     clf = MultimodalClassifier(max_epochs=3, random_state=0).fit(X, y)
+    if distributed:
+        dist.init_process_group("gloo")
     module = clf.module_
     if distributed:
         ddp = torch.nn.parallel.DistributedDataParallel(module)
