@@ -1,6 +1,7 @@
 """Run by tests/test_distributed.py under ``torchrun --nproc_per_node=2`` (gloo, CPU).
 
-Data-parallel training with balancers: every rank fits the same seeded
+Data-parallel training with balancers, the process group created by
+``accelerate.Accelerator``: every rank fits the same seeded
 estimator on the same data (each takes its part of every batch; gradients are
 averaged) and writes its final weights and history to ``$OUT/train_rank<r>.npz``.
 """
@@ -24,7 +25,13 @@ from mmexplain.datasets import make_colored_digits, make_multimodal_classificati
 
 
 def main() -> None:
-    dist.init_process_group("gloo")
+    # the `accelerate` route: Accelerator() creates the process group (gloo on
+    # CPU under torchrun, NCCL under `accelerate launch` on GPUs); fit then
+    # trains data-parallel
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    assert dist.is_initialized() and accelerator.num_processes == 2
     torch.set_num_threads(1)
     rank = dist.get_rank()
     X, y = make_multimodal_classification(n_samples=150, random_state=0)
