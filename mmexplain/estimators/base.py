@@ -15,6 +15,7 @@ the version in ``constraints.txt``.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 import numpy as np
@@ -151,7 +152,8 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         except NotInitializedError:
             raise NotInitializedError(
                 f"This {type(self).__name__} instance is not fitted yet: call "
-                "fit(X, y) before using this method"
+                "fit(X, y) before using this method (or initialize(), e.g. before "
+                "load_params)"
             ) from None
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -422,6 +424,32 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         if training and iterator is not None and data is not None:
             iterator = self._epoch_iterator(data)
         super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)  # type: ignore[misc]
+        if training and iterator is not None:
+            self._check_finite_training()
+
+    def _check_finite_training(self) -> None:
+        """Raise (or warn) when the epoch's training loss or the weights are not finite."""
+        losses = [
+            b["train_loss"] for b in self.history[-1, "batches"] if "train_loss" in b
+        ]
+        bad_loss = not np.all(np.isfinite(losses))
+        bad_weights = not all(
+            bool(torch.isfinite(p).all()) for p in self.module_.parameters()
+        )
+        if not (bad_loss or bad_weights):
+            return
+        what = "training loss" if bad_loss else "weights"
+        message = (
+            f"training diverged: the {what} became NaN or infinite in epoch "
+            f"{len(self.history)} (lr={self.lr}); lower the learning rate, rescale "
+            "the inputs, or clip gradients (skorch's GradientNormClipping callback)"
+        )
+        mode = getattr(self, "on_nonfinite", "raise")
+        if mode not in ("raise", "warn"):
+            raise ValueError(f"on_nonfinite must be 'raise' or 'warn', got {mode!r}")
+        if mode == "raise":
+            raise FloatingPointError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
 
     def _epoch_iterator(self, data: Any) -> Any:
         """Batches of a balancer's :class:`~mmexplain.balancers.EpochData`."""

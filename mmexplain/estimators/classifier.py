@@ -11,7 +11,7 @@ from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, Print
 from skorch.utils import to_numpy
 
 from mmexplain.balancers.base import Balancer
-from mmexplain.data import encode_labels
+from mmexplain.data import check_class_labels, encode_labels
 from mmexplain.data.batching import ModalityDataset, TensorBatchIterator
 from mmexplain.estimators.base import MultimodalNetMixin
 
@@ -61,7 +61,8 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         same seed and data give identical weights on CPU. Torch's global RNG
         state of the caller is restored afterwards.
     classes : array-like or None, default=None
-        All class labels, when ``y`` may not contain every class.
+        All class labels, when ``y`` may not contain every class (also
+        ``partial_fit(X, y, classes=...)``).
     **kwargs
         Any other skorch ``NeuralNet`` parameter (``callbacks``,
         ``optimizer__weight_decay``, ``module__hidden``, ...).
@@ -74,6 +75,9 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         Modality names seen in ``fit``.
     input_shapes_ : dict
         Per-sample shape of each modality seen in ``fit``.
+    n_features_in_ : int
+        Input features per sample seen in ``fit``, summed over the modalities
+        (the product of each per-sample shape).
     module_, balancer_, history : fitted network, balancer and training history.
 
     Examples
@@ -104,6 +108,7 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         device: str = "cpu",
         random_state: Any = None,
         classes: Any = None,
+        on_nonfinite: str = "raise",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -124,6 +129,7 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         )
         self.balancer = balancer
         self.random_state = random_state
+        self.on_nonfinite = on_nonfinite
 
     @property
     def _default_callbacks(self) -> list[tuple[str, Any]]:
@@ -146,25 +152,54 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         return out
 
     def _encode_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
-        if y.ndim != 1:
-            if y.ndim == 2 and y.shape[1] == 1:
-                y = y.ravel()
-            else:
-                raise ValueError(
-                    f"y must be 1-D (one label per sample), got shape {y.shape}"
-                )
+        y = check_class_labels(y)
         if reset:
+            pending = self.__dict__.get("_partial_fit_classes")
             if self.classes is not None:
                 classes = np.asarray(self.classes)
+            elif pending is not None:
+                classes = pending
             else:
                 classes = np.unique(y)
-            if len(classes) < 2 and self.classes is None:
+            if len(classes) < 2 and self.classes is None and pending is None:
                 raise ValueError(
-                    f"y has a single class {classes.tolist()}; need at least 2"
+                    f"y has a single class {classes.tolist()}: one class is not enough, "
+                    "a classifier needs at least 2 (pass classes=[...] to partial_fit "
+                    "or the constructor when a batch may not hold every class)"
                 )
             self.classes_inferred_ = classes
         return encode_labels(y, self.classes_)
 
+    def _set_partial_fit_classes(self, classes: Any, reset: bool) -> None:
+        """``partial_fit(classes=...)``: used on the first call, checked afterwards.
+
+        As scikit-learn's incremental learners (``SGDClassifier.partial_fit``)
+        do: the labels are sorted and de-duplicated; a later call's
+        ``classes`` must be the same set as ``classes_``.
+        """
+        if classes is None:
+            return
+        wanted = np.unique(check_class_labels(np.asarray(classes), name="classes"))
+        if reset:
+            if len(wanted) < 2:
+                raise ValueError(
+                    f"classes={wanted.tolist()} has a single class; need at least 2"
+                )
+            if self.classes is not None and not np.array_equal(
+                wanted, np.unique(np.asarray(self.classes))
+            ):
+                raise ValueError(
+                    f"partial_fit(classes={wanted.tolist()}) differs from the "
+                    f"constructor's classes={np.asarray(self.classes).tolist()}"
+                )
+            self._partial_fit_classes = wanted
+        elif not np.array_equal(wanted, np.unique(self.classes_)):
+            raise ValueError(
+                f"classes={wanted.tolist()} is not the same as on the first call to "
+                f"partial_fit, which set classes_={self.classes_.tolist()}"
+            )
+
     def predict(self, X: Any) -> np.ndarray:
         """Predicted class labels (the original labels, e.g. strings)."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)  # raises NotFittedError first when unfitted
+        return self.classes_[proba.argmax(axis=1)]

@@ -35,7 +35,7 @@ class MultimodalSegmenter(MultimodalNetMixin, NeuralNet):
     ignore_index : int or None, default=None
         Label of pixels excluded from the loss and from the IoU.
     balancer, criterion, optimizer, lr, max_epochs, batch_size, train_split, \
-verbose, device, random_state, **kwargs
+verbose, device, random_state, on_nonfinite, **kwargs
         As in :class:`MultimodalClassifier`.
 
     Examples
@@ -69,6 +69,7 @@ verbose, device, random_state, **kwargs
         verbose: int = 0,
         device: str = "cpu",
         random_state: Any = None,
+        on_nonfinite: str = "raise",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -90,6 +91,7 @@ verbose, device, random_state, **kwargs
         self.n_classes = n_classes
         self.ignore_index = ignore_index
         self.random_state = random_state
+        self.on_nonfinite = on_nonfinite
 
     def _module_defaults(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n_classes": self.n_classes_}
@@ -164,9 +166,19 @@ verbose, device, random_state, **kwargs
         return self.predict_proba(X).argmax(axis=1)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean intersection over union of ``predict(X)`` with ``y``."""
+        """Mean intersection over union of ``predict(X)`` with ``y``.
+
+        ``sample_weight`` is not supported (a mean IoU is pooled over pixels,
+        not averaged over samples) and raises when given.
+        """
         from mmexplain.metrics import mean_iou
 
+        if sample_weight is not None:
+            raise ValueError(
+                "MultimodalSegmenter.score does not support sample_weight (the mean "
+                "IoU pools the pixels of all samples)"
+            )
+        self.check_is_fitted()
         y = check_y(y, len(self._check_fitted_X(X)))
         return mean_iou(
             y,
