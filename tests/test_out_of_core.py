@@ -246,3 +246,21 @@ def test_dataset_fit_errors(tabular, tmp_path):
         MultimodalClassifier(max_epochs=1).fit(NpyFolder(root, X.modalities), None)
     with pytest.raises(ValueError, match="missing modality 'b'"):
         clf.predict(NpyFolder(root, ("a",)))
+
+
+def test_utilization_history_on_a_dataset(tabular):
+    from mmexplain.callbacks import UtilizationHistory
+
+    X, y, _, root, mm = tabular
+
+    def run(data, target):
+        cb = UtilizationHistory(
+            PermutationModalityImportance(n_repeats=2, random_state=0), X=data, y=target
+        )
+        clf = MultimodalClassifier(max_epochs=2, random_state=0, callbacks=[cb])
+        return clf.fit(X, y).history[:, "utilization"]
+
+    want = run(X, y)
+    for got in (run(NpyFolder(root, X.modalities, y), None), run(mm, y)):
+        for a, b in zip(got, want):
+            assert a == pytest.approx(b, rel=1e-4, abs=1e-4)
