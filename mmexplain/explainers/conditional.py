@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from mmexplain.data.sources import as_source
+from mmexplain.explainers._distributed import all_reduce_sum, row_share
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
@@ -18,7 +20,7 @@ from mmexplain.explainers.base import (
     normalize_shares,
     resolve_scoring,
 )
-from mmexplain.modules.contract import require, select_branches
+from mmexplain.modules.contract import module_device, require, select_branches
 from mmexplain.results import ConditionalExplanation, ModalityExplanation
 
 __all__ = ["ConditionalUtilization"]
@@ -49,10 +51,13 @@ class ConditionalUtilization(BaseModalityExplainer):
 
     - ``'mmtm'`` (:class:`~mmexplain.MMTMNet`, the paper's derivation): in
       every MMTM block the removed modality's squeeze vector is replaced by its
-      training-split average (the running average the model accumulates while
-      it trains), and the score is that of the *other* branches' heads, so
-      ``u(m1 | m0)`` compares branch m0's head with and without m1's
-      information. ``score_reference`` holds those branches' full scores.
+      average over ``reference``, computed with the model as it is (trained,
+      in eval mode; ``MMTMNet.squeeze_averages``), and the score is that of
+      the *other* branches' heads, so ``u(m1 | m0)`` compares branch m0's head
+      with and without m1's information. ``score_reference`` holds those
+      branches' full scores. Wu et al. (2022) average over the training split
+      (``reference=X_train``); the running squeeze averages the model keeps
+      while it trains are *not* used (they mix the whole weight trajectory).
     - ``'mean'``: replace the modality's embedding by its mean over
       ``reference`` (late-fusion models with ``encode``/``fuse``).
     - ``'zeros'``: replace the embedding by zeros.
@@ -65,8 +70,11 @@ class ConditionalUtilization(BaseModalityExplainer):
     ----------
     ablation : str, default='auto'
     reference : mapping, tuple (X_ref, y_ref) or None, default=None
-        Data whose mean replaces a removed modality; None uses the data being
-        explained. The paper uses the training split: ``reference=X_train``.
+        Data over which the replacement of a removed modality is averaged
+        (squeeze vectors for ``'mmtm'``, embeddings for ``'mean'``, inputs for
+        ``'input_mean'``). None uses the data being explained (recorded as
+        ``params['reference'] = 'explained data'``). Wu et al. (2022) use the
+        training split: pass ``reference=X_train``.
     scoring : str, default='accuracy'
         'accuracy', 'loss', 'miou' or a scikit-learn scorer name.
     batch_size, device, show_progress, loss_fn :
@@ -166,13 +174,6 @@ class ConditionalUtilization(BaseModalityExplainer):
             raise ValueError("conditional utilization needs at least two modalities")
         ablation = self._resolve_ablation(ctx)
         reference = self._reference(ctx)
-        if ablation == "mmtm" and reference is not None:
-            warnings.warn(
-                "ablation='mmtm' uses the squeeze averages the model accumulated on its "
-                "training split; reference is ignored",
-                UserWarning,
-                stacklevel=3,
-            )
         scoring = resolve_scoring(
             self.scoring,
             ctx.adapter,
@@ -184,11 +185,17 @@ class ConditionalUtilization(BaseModalityExplainer):
                 "ConditionalUtilization needs a named scoring ('accuracy', 'loss', ...)"
             )
         engine = self._engine(
-            ctx, fast=ablation in ("mean", "zeros"), desc="conditional utilization"
+            ctx,
+            fast=ablation in ("mean", "zeros"),
+            desc="conditional utilization",
+            needs_index=False,
         )
         if ablation == "mmtm":
+            averages = self._squeeze_averages(
+                ctx.adapter.module, reference if reference is not None else ctx.X
+            )
             score_full, score_ref, score_without = self._mmtm_scores(
-                engine, modalities, scoring
+                engine, modalities, scoring, averages
             )
         else:
             kind = "zeros" if ablation == "zeros" else "mean"
@@ -207,11 +214,7 @@ class ConditionalUtilization(BaseModalityExplainer):
             params={
                 "ablation": ablation,
                 "scoring": scoring.name,
-                "reference": "given"
-                if reference is not None
-                else (
-                    "training-split average" if ablation == "mmtm" else "explained data"
-                ),
+                "reference": "given" if reference is not None else "explained data",
                 "path": engine.path,
                 "model_calls": engine.head_calls,
             },
@@ -224,9 +227,50 @@ class ConditionalUtilization(BaseModalityExplainer):
             scoring=scoring.name,
         )
 
+    def _squeeze_averages(self, module: Any, X: Any) -> list[dict[str, torch.Tensor]]:
+        """Per MMTM block, each modality's average squeeze vector over ``X``.
+
+        Computed by the module (``squeeze_averages``) with its current weights
+        in eval mode; its modes and buffers are left unchanged. ``X`` may be
+        any row source (a Dataset, memmaps): it is streamed block by block,
+        each block's averages weighted by its rows, and under
+        ``torch.distributed`` each rank averages its share of the rows.
+        """
+        require(module, "squeeze_averages", "ablation='mmtm'", error=ValueError)
+        source = as_source(X)
+        n = len(source)
+        lo, hi = row_share(n)
+        step = int(self.batch_size)
+        blocks = [slice(s, min(s + step, hi)) for s in range(lo, hi, step)]
+        device = module_device(module)
+        totals: list[dict[str, torch.Tensor]] | None = None
+        for sl, Xb in zip(
+            blocks, source.stream([(b, None) for b in blocks], device=device)
+        ):
+            avg = module.squeeze_averages(Xb, batch_size=step)
+            w = float(sl.stop - sl.start)
+            if totals is None:
+                totals = [{m: v.double() * w for m, v in a.items()} for a in avg]
+            else:
+                for t, a in zip(totals, avg):
+                    for m, v in a.items():
+                        t[m] += v.double() * w
+        if totals is None:  # no rows on this rank: zeros of the right shapes
+            first = source.take(slice(0, 1), device=device)
+            totals = [
+                {m: torch.zeros_like(v, dtype=torch.float64) for m, v in a.items()}
+                for a in module.squeeze_averages(first, batch_size=1)
+            ]
+        return [
+            {m: (all_reduce_sum(v) / n).float() for m, v in t.items()} for t in totals
+        ]
+
     @staticmethod
     def _mmtm_scores(
-        engine: Any, modalities: tuple[str, ...], scoring: Any
+        engine: Any,
+        modalities: tuple[str, ...],
+        scoring: Any,
+        averages: list[dict[str, torch.Tensor]],
     ) -> tuple[float, np.ndarray, np.ndarray]:
         """Full score, and per modality the other branches' scores with and without it."""
         perturbations = [Perturbation()]
@@ -235,7 +279,7 @@ class ConditionalUtilization(BaseModalityExplainer):
             perturbations.append(Perturbation(output=select, context_key=("full", m)))
             perturbations.append(
                 Perturbation(
-                    context=lambda module, m=m: module.ablating(m),
+                    context=lambda module, m=m: module.ablating(m, squeeze=averages),
                     output=select,
                     context_key=("ablate", m),
                 )

@@ -15,6 +15,7 @@ capability                    the module provides                              n
 ``'rebalancing'``             ``rebalancing(m)`` context manager               GreedyBalancer
 ``'ablating'``                ``ablating(m)`` context manager and              ConditionalUtilization('mmtm')
                               ``branch_logits`` after each forward
+``'squeeze_averages'``        ``squeeze_averages(X)`` (and ``ablating``)       ConditionalUtilization('mmtm')
 ``'encoders'``                per-modality encoder parameters (an              OGM-GE, frozen-encoder training
                               ``encoders`` mapping or ``modality_parameters``)
 ============================  ===============================================  =====================================
@@ -159,6 +160,11 @@ CAPABILITIES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ablating": (
         _ablating,
         "an MMTM network with an ablating(m) context and branch_logits (e.g. MMTMNet)",
+    ),
+    "squeeze_averages": (
+        _methods("squeeze_averages", "ablating"),
+        "an MMTM network with squeeze_averages(X) and an ablating(m) context "
+        "(e.g. MMTMNet)",
     ),
     "encoders": (
         _encoders,
