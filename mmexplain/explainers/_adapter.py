@@ -6,25 +6,37 @@ import contextlib
 import copy
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.utils.multiclass import type_of_target
 from torch import nn
 
-from mmexplain.data import ModalityDict, check_X, check_X_fitted, check_y, encode_labels
+from mmexplain._device import check_device
+from mmexplain.data import (
+    ModalityDict,
+    check_class_labels,
+    check_X,
+    check_X_fitted,
+    check_y,
+    encode_labels,
+)
 from mmexplain.modules.contract import (
     has_encode_fuse,
     is_branched,
     module_device,
     module_modalities,
+    unwrap_parallel,
 )
 
-__all__ = ["ModelAdapter", "eval_mode", "model_lock"]
+__all__ = ["ForwardModel", "ModelAdapter", "eval_mode", "model_lock", "unwrap_model"]
 
-_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = (
+    weakref.WeakKeyDictionary()
+)
 _LOCKS_GUARD = threading.Lock()
 
 
@@ -42,6 +54,282 @@ def model_lock(module: nn.Module) -> threading.RLock:
         if lock is None:
             lock = _LOCKS[module] = threading.RLock()
         return lock
+
+
+# ----------------------------------------------------------------------------
+# any callable as a model
+# ----------------------------------------------------------------------------
+_INPUT_FORMATS = ("kwargs", "dict", "tuple", "args")
+_ARRAY_TYPES = ("torch", "numpy")
+
+
+class ForwardModel(nn.Module):
+    """Any callable as a model the explainers can run, like captum's ``forward_func``.
+
+    Wraps a function of a batch of inputs (a model of another framework, a
+    model behind a wrapper, a module whose ``forward`` takes a dict or a
+    tuple) into an ``nn.Module`` called as ``model(**X)``, the mmexplain model
+    contract. Explainers evaluate it with full forward passes on perturbed
+    inputs, so their numbers are exact: the same as for the module it wraps.
+    A plain callable passed to ``explain`` is wrapped as
+    ``ForwardModel(func)`` (``input_format='kwargs'``).
+
+    Parameters
+    ----------
+    forward_func : callable
+        Maps one batch to logits, shape ``(n, n_classes)`` (per pixel:
+        ``(n, n_classes, H, W)``). Log-probabilities work as logits (their
+        softmax is the probabilities). It may return a tensor, a NumPy array
+        or array-like, a tuple or list whose first element is the logits, or
+        an object with a ``logits`` attribute (Hugging Face model outputs).
+        When it is an ``nn.Module`` or a bound method of one, that module is
+        registered as a submodule, so explaining puts it in eval mode (and
+        restores its mode) and its device is known; modules a plain function
+        merely captures (``lambda **X: net(**X)``) are left as they are, so put
+        them in eval mode yourself or pass ``net.forward``.
+    input_format : {'kwargs', 'dict', 'tuple', 'args'}, default='kwargs'
+        How a batch ``X`` is passed: ``f(**X)``, ``f(X)`` (one dict),
+        ``f((x_1, ..., x_M))`` (one tuple) or ``f(x_1, ..., x_M)``
+        (positional, captum's convention), the tensors in ``modalities``
+        order.
+    modalities : sequence of str or None, default=None
+        The modality names (required for 'tuple' and 'args', whose order they
+        give). When given, ``X`` must hold exactly these modalities.
+    device : str, torch.device or None, default=None
+        Where batches are sent. None: the device of the wrapped module's
+        parameters, or the CPU for a plain function.
+    array_type : {'torch', 'numpy'}, default='torch'
+        'numpy' passes float32 NumPy arrays (on the CPU) instead of tensors,
+        for functions of other frameworks; such a model has no gradients, so
+        :class:`GradientModalityAttribution` cannot explain it.
+    classes : array-like or None, default=None
+        Class labels of the outputs, in output order; ``y`` may then hold
+        these labels rather than class indices.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from mmexplain.explainers import ForwardModel, PermutationModalityImportance
+    >>> w = {"a": torch.tensor([[2.0, -2.0]]), "b": torch.tensor([[0.5, -0.5]])}
+    >>> def f(x):  # a model taking one dict, e.g. from another library
+    ...     return x["a"] @ w["a"] + x["b"] @ w["b"]
+    >>> rng = np.random.default_rng(0)
+    >>> X = {"a": rng.normal(size=(200, 1)), "b": rng.normal(size=(200, 1))}
+    >>> y = (X["a"][:, 0] < 0).astype(int)
+    >>> model = ForwardModel(f, input_format="dict", modalities=["a", "b"])
+    >>> expl = PermutationModalityImportance(random_state=0).explain(model, X, y)
+    >>> bool(expl.shares_by_modality["a"] > 80)
+    True
+    """
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Any],
+        input_format: str = "kwargs",
+        *,
+        modalities: Sequence[str] | None = None,
+        device: Any = None,
+        array_type: str = "torch",
+        classes: Any = None,
+    ) -> None:
+        super().__init__()
+        if not callable(forward_func):
+            raise TypeError(
+                f"forward_func must be callable, got {type(forward_func).__name__}"
+            )
+        if input_format not in _INPUT_FORMATS:
+            raise ValueError(
+                f"input_format must be one of {list(_INPUT_FORMATS)}, got {input_format!r}"
+            )
+        if array_type not in _ARRAY_TYPES:
+            raise ValueError(
+                f"array_type must be one of {list(_ARRAY_TYPES)}, got {array_type!r}"
+            )
+        if isinstance(modalities, str):
+            raise TypeError("modalities must be a sequence of names, not one string")
+        if modalities is None and input_format in ("tuple", "args"):
+            raise ValueError(
+                f"input_format={input_format!r} passes the modalities by position, so "
+                "ForwardModel needs modalities=[...] (their order)"
+            )
+        self.forward_func = forward_func  # registered as a submodule if a Module
+        owner = getattr(forward_func, "__self__", None)
+        if isinstance(owner, nn.Module) and not isinstance(forward_func, nn.Module):
+            self.wrapped = owner  # a bound method: its module is a submodule
+        self.input_format = input_format
+        self.modalities = None if modalities is None else tuple(modalities)
+        self.array_type = array_type
+        self.classes = None if classes is None else np.asarray(classes)
+        self._device = check_device(device, who="ForwardModel")
+
+    @property
+    def input_device(self) -> torch.device:
+        """Where batches go: ``device``, else the wrapped module's, else the CPU."""
+        return self._device if self._device is not None else module_device(self)
+
+    def on_device(self, device: Any) -> ForwardModel:
+        """This model with batches sent to ``device`` (a copy when it has parameters)."""
+        dev = check_device(device)
+        if any(True for _ in self.parameters()) or any(True for _ in self.buffers()):
+            out = copy.deepcopy(self).to(dev)
+        else:
+            out = copy.copy(self)
+        out._device = dev
+        return out
+
+    def forward(self, **X: torch.Tensor) -> torch.Tensor:
+        """Call ``forward_func`` on ``X`` in ``input_format``; return the logits."""
+        names = self.modalities if self.modalities is not None else tuple(X)
+        n = int(next(iter(X.values())).shape[0]) if X else 0
+        inputs: dict[str, Any] = dict(X)
+        if self.array_type == "numpy":
+            if torch.is_grad_enabled() and any(
+                isinstance(v, torch.Tensor) and v.requires_grad for v in X.values()
+            ):
+                raise TypeError(
+                    "this ForwardModel has array_type='numpy', so it has no gradients; "
+                    "gradient attribution needs a torch model (array_type='torch')"
+                )
+            inputs = {m: v.detach().cpu().numpy() for m, v in X.items()}
+        f = self.forward_func
+        if self.input_format == "kwargs":
+            out = f(**inputs)
+        elif self.input_format == "dict":
+            out = f(inputs)
+        elif self.input_format == "tuple":
+            out = f(tuple(inputs[m] for m in names))
+        else:
+            out = f(*(inputs[m] for m in names))
+        return self._logits(out, n)
+
+    def _logits(self, out: Any, n: int) -> torch.Tensor:
+        if isinstance(out, tuple | list):
+            out = out[0]
+        elif not isinstance(out, torch.Tensor) and hasattr(out, "logits"):
+            out = out.logits
+        if not isinstance(out, torch.Tensor):
+            try:
+                out = torch.as_tensor(np.asarray(out, dtype=np.float32))
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    "forward_func must return logits (a tensor or an array), got "
+                    f"{type(out).__name__}"
+                ) from exc
+            out = out.to(self.input_device)
+        if out.dim() < 2 or int(out.shape[0]) != n:
+            raise ValueError(
+                f"forward_func returned an output of shape {tuple(out.shape)} for {n} "
+                "samples; the explainers need logits of shape (n, n_classes) (or "
+                "(n, n_classes, H, W)); for one log-odds z per sample return "
+                "torch.stack([torch.zeros_like(z), z], dim=1)"
+            )
+        return out
+
+    def extra_repr(self) -> str:
+        name = getattr(
+            self.forward_func, "__qualname__", type(self.forward_func).__name__
+        )
+        return (
+            f"forward_func={name}, input_format={self.input_format!r}, "
+            f"modalities={self.modalities}, array_type={self.array_type!r}"
+        )
+
+
+# ----------------------------------------------------------------------------
+# pipelines and fitted searches
+# ----------------------------------------------------------------------------
+def _is_search(model: Any) -> bool:
+    from sklearn.model_selection._search import BaseSearchCV
+
+    return isinstance(model, BaseSearchCV)
+
+
+def unwrap_model(model: Any, X: Any) -> tuple[Any, Any, tuple[str, ...]]:
+    """The model the explainers run and the inputs it receives.
+
+    A fitted search (``GridSearchCV``, ``RandomizedSearchCV``, any
+    ``BaseSearchCV``) stands for its ``best_estimator_``; a fitted
+    ``Pipeline`` for its last step, with ``X`` passed through the other
+    steps' ``transform`` once, up front. That is exact for the explainers'
+    perturbations when every step transforms each modality separately and
+    each row separately (e.g. a
+    :class:`~mmexplain.preprocessing.ModalityTransformer` of scalers): a
+    transform of a permuted modality is then the permuted transform, and the
+    modalities the model sees are the pipeline's input modalities (minus any
+    a step drops).
+
+    Parameters
+    ----------
+    model : any
+    X : mapping of str to array-like, or a Dataset
+        The pipeline's inputs.
+
+    Returns
+    -------
+    model : the innermost model
+    X : its inputs
+    path : tuple of str
+        What was unwrapped, outermost first (e.g. ``('GridSearchCV',
+        'Pipeline')``); empty when nothing was.
+
+    Raises
+    ------
+    NotFittedError
+        The search or pipeline is not fitted.
+    ValueError
+        A search fitted with ``refit=False``; a pipeline whose last step is
+        ``'passthrough'``.
+    TypeError
+        A pipeline step does not return a mapping ``{modality: array}``, or
+        ``X`` is a Dataset (pipelines transform in-memory data).
+    """
+    from sklearn.exceptions import NotFittedError
+    from sklearn.pipeline import Pipeline
+
+    path: list[str] = []
+    while True:
+        if _is_search(model):
+            name = type(model).__name__
+            if not hasattr(model, "best_estimator_"):
+                if not hasattr(model, "cv_results_"):
+                    raise NotFittedError(
+                        f"This {name} instance is not fitted yet: call fit(X, y) "
+                        "before explaining it"
+                    )
+                raise ValueError(
+                    f"the {name} was fitted with refit=False, so it has no "
+                    "best_estimator_ to explain; fit it with refit=True (or "
+                    "refit='<metric>'), or explain a fitted estimator"
+                )
+            path.append(name)
+            model = model.best_estimator_
+        elif isinstance(model, Pipeline):
+            final = model.steps[-1][1]
+            if final is None or final == "passthrough":
+                raise ValueError(
+                    "the Pipeline's last step is 'passthrough'; the explainers need "
+                    "a model as the last step"
+                )
+            if len(model.steps) > 1:
+                if not isinstance(X, Mapping):
+                    raise TypeError(
+                        "explaining a Pipeline transforms X with its first steps, which "
+                        f"needs X as a mapping of arrays, got {type(X).__name__}; "
+                        "transform the data yourself and explain pipe[-1]"
+                    )
+                Xt = model[:-1].transform(X)
+                if not isinstance(Xt, Mapping):
+                    raise TypeError(
+                        "the explainers need every Pipeline step before the model to "
+                        "return a mapping {modality: array} (e.g. a "
+                        f"ModalityTransformer); the steps {[n for n, _ in model.steps[:-1]]} "
+                        f"returned {type(Xt).__name__}"
+                    )
+                X = Xt
+            path.append(type(model).__name__)
+            model = final
+        else:
+            return model, X, tuple(path)
 
 
 # ----------------------------------------------------------------------------
@@ -63,33 +351,63 @@ class ModelAdapter:
     """What the explainers need to know about a model, whatever its kind.
 
     ``model`` may be a fitted :class:`~mmexplain.MultimodalClassifier` /
-    :class:`~mmexplain.MultimodalSegmenter`, any fitted skorch net, or an
-    ``nn.Module`` called as ``module(**X)``.
+    :class:`~mmexplain.MultimodalSegmenter`, any fitted skorch net, an
+    ``nn.Module`` called as ``module(**X)``, a :class:`ForwardModel`, or any
+    other callable ``f(**X) -> logits`` (wrapped as ``ForwardModel(f)``).
+    Pipelines and fitted searches are unwrapped before (:func:`unwrap_model`).
     """
 
-    def __init__(self, model: Any, *, loss_fn: Any = None, device: Any = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        loss_fn: Any = None,
+        device: Any = None,
+        who: str | None = None,
+    ) -> None:
+        from sklearn.exceptions import NotFittedError
+
         self.net = None
+        requested = check_device(device, who=who)
         if isinstance(model, nn.Module):
-            module = model
+            module = unwrap_parallel(model)  # DDP / DataParallel: the module inside
         elif hasattr(model, "module") and hasattr(model, "initialize"):  # skorch net
             if not getattr(model, "initialized_", False) or not hasattr(
                 model, "module_"
             ):
-                raise ValueError(
-                    f"the {type(model).__name__} is not fitted yet: call fit(X, y) before explaining it"
+                raise NotFittedError(
+                    f"This {type(model).__name__} instance is not fitted yet: call "
+                    "fit(X, y) before explaining it"
                 )
             self.net = model
             module = model.module_
+        elif callable(model) and not hasattr(model, "fit"):
+            module = ForwardModel(model)  # captum-style forward_func(**X) -> logits
         else:
+            hint = (
+                "; for a scikit-learn model wrap its log-probabilities, e.g. "
+                "ForwardModel(lambda **X: clf.predict_log_proba(np.hstack([X[m] for m "
+                "in modalities])), array_type='numpy')"
+                if hasattr(model, "fit")
+                else ""
+            )
             raise TypeError(
                 "model must be a fitted MultimodalClassifier/MultimodalSegmenter, a fitted "
-                f"skorch net or a torch nn.Module, got {type(model).__name__}"
+                "skorch net, a torch nn.Module, a callable f(**X) -> logits "
+                "(mmexplain.explainers.ForwardModel), or a fitted Pipeline or search "
+                f"ending in one of those; got {type(model).__name__}" + hint
             )
-        own = module_device(module)
-        if device is not None and torch.device(device) != own:
-            # never move the caller's model: work on a copy on the requested device
-            module = copy.deepcopy(module).to(device)
-            own = torch.device(device)
+        if isinstance(module, ForwardModel):
+            own = module.input_device
+            if requested is not None and requested != own:
+                module = module.on_device(requested)
+                own = requested
+        else:
+            own = module_device(module)
+            if requested is not None and requested != own:
+                # never move the caller's model: work on a copy on the requested device
+                module = copy.deepcopy(module).to(requested)
+                own = requested
         self.module = module
         self.device = own
         self.split = has_encode_fuse(module)
@@ -112,6 +430,8 @@ class ModelAdapter:
         )
         if self.net is not None and not hasattr(self.net, "classes_"):
             self.classes = None
+        if isinstance(module, ForwardModel) and module.classes is not None:
+            self.classes = module.classes
 
     # -- inputs -----------------------------------------------------------
     def check_X(self, X: Any) -> ModalityDict:
@@ -123,7 +443,13 @@ class ModelAdapter:
     def encode_y(self, y: Any, n: int) -> np.ndarray:
         """Targets as class indices (labels mapped through ``classes_`` when known)."""
         y = check_y(y, n)
-        if self.classes is not None and y.ndim == 1:
+        if self.classes is not None or y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
+            y = check_class_labels(
+                y
+            )  # (N, 1) flattened with a warning; one-hot refused
+        elif y.ndim == 2 and type_of_target(y) == "multilabel-indicator":
+            check_class_labels(y)  # raises: a one-hot / multilabel indicator matrix
+        if self.classes is not None:
             return encode_labels(y, self.classes)
         if y.dtype.kind not in "iub":
             if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
