@@ -158,68 +158,12 @@ def check_X(
         Missing/unknown modality, sample-count mismatch, empty modality,
         NaN/inf values or a wrong number of dimensions.
     """
-    if isinstance(X, np.ndarray | torch.Tensor) or not isinstance(X, Mapping):
-        raise TypeError(
-            "X must be a mapping {modality name: array}, e.g. "
-            f"{{'eo': X_eo, 'sar': X_sar}}; got {_describe(X)}"
-        )
-    if len(list(X.keys())) == 0:
-        raise ValueError("X has no modalities: pass at least one {name: array} entry")
-    for key in X.keys():
-        if not isinstance(key, str):
-            raise TypeError(
-                f"modality names must be strings, got {key!r} ({type(key).__name__})"
-            )
-
-    names = list(X.keys())
-    if modalities is not None:
-        expected = list(modalities)
-        missing = [m for m in expected if m not in X]
-        unknown = [m for m in names if m not in expected]
-        if missing:
-            raise ValueError(
-                f"missing modality {missing[0]!r}"
-                + (f" (and {missing[1:]})" if len(missing) > 1 else "")
-                + f"; expected modalities {expected}, got {names}"
-            )
-        if unknown:
-            raise ValueError(
-                f"unknown modality {unknown[0]!r}"
-                + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
-                + f"; expected modalities {expected}"
-            )
-        names = expected
-
+    names = _check_names(X, modalities)
     arrays: dict[str, Any] = {}
     ref_name, ref_n = None, None
     for name in names:
-        value = _as_array(name, X[name])
-        if value.ndim < min_ndim:
-            raise ValueError(
-                f"modality {name!r} has shape {tuple(value.shape)}; expected at least "
-                f"{min_ndim} dimensions (samples, features...)"
-                + (
-                    "; reshape a 1-D array with x[:, None]"
-                    if value.ndim == 1 and min_ndim == 2
-                    else ""
-                )
-            )
-        if ndims is not None and name in ndims:
-            allowed = ndims[name]
-            allowed = (allowed,) if isinstance(allowed, Integral) else tuple(allowed)
-            if value.ndim not in allowed:
-                raise ValueError(
-                    f"modality {name!r} has {value.ndim} dimensions (shape "
-                    f"{tuple(value.shape)}) but the model expects "
-                    + " or ".join(str(a) for a in allowed)
-                )
+        value = _check_modality(name, X[name], ndims, min_ndim, min_samples)
         n = int(value.shape[0])
-        if n < min_samples:
-            raise ValueError(
-                f"modality {name!r} is empty: {n} samples (at least {min_samples} needed)"
-            )
-        if any(int(s) == 0 for s in value.shape[1:]):
-            raise ValueError(f"modality {name!r} is empty: shape {tuple(value.shape)}")
         if ref_n is None:
             ref_name, ref_n = name, n
         elif n != ref_n:
@@ -230,6 +174,79 @@ def check_X(
         _check_numeric(name, value, ensure_finite)
         arrays[name] = value
     return ModalityDict(arrays)
+
+
+def _check_names(X: Any, modalities: Iterable[str] | None) -> list[str]:
+    """The modality names of ``X``, in the expected order when ``modalities`` is given."""
+    if isinstance(X, np.ndarray | torch.Tensor) or not isinstance(X, Mapping):
+        raise TypeError(
+            "X must be a mapping {modality name: array}, e.g. "
+            f"{{'eo': X_eo, 'sar': X_sar}}; got {_describe(X)}"
+        )
+    names = list(X.keys())
+    if not names:
+        raise ValueError("X has no modalities: pass at least one {name: array} entry")
+    for key in names:
+        if not isinstance(key, str):
+            raise TypeError(
+                f"modality names must be strings, got {key!r} ({type(key).__name__})"
+            )
+    if modalities is None:
+        return names
+    expected = list(modalities)
+    missing = [m for m in expected if m not in X]
+    unknown = [m for m in names if m not in expected]
+    if missing:
+        raise ValueError(
+            f"missing modality {missing[0]!r}"
+            + (f" (and {missing[1:]})" if len(missing) > 1 else "")
+            + f"; expected modalities {expected}, got {names}"
+        )
+    if unknown:
+        raise ValueError(
+            f"unknown modality {unknown[0]!r}"
+            + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
+            + f"; expected modalities {expected}"
+        )
+    return expected
+
+
+def _check_modality(
+    name: str,
+    value: Any,
+    ndims: Mapping[str, int | Iterable[int]] | None,
+    min_ndim: int,
+    min_samples: int,
+) -> Any:
+    """One modality as an array: rank, allowed dimensions, non-empty."""
+    value = _as_array(name, value)
+    if value.ndim < min_ndim:
+        raise ValueError(
+            f"modality {name!r} has shape {tuple(value.shape)}; expected at least "
+            f"{min_ndim} dimensions (samples, features...)"
+            + (
+                "; reshape a 1-D array with x[:, None]"
+                if value.ndim == 1 and min_ndim == 2
+                else ""
+            )
+        )
+    if ndims is not None and name in ndims:
+        allowed = ndims[name]
+        allowed = (allowed,) if isinstance(allowed, Integral) else tuple(allowed)
+        if value.ndim not in allowed:
+            raise ValueError(
+                f"modality {name!r} has {value.ndim} dimensions (shape "
+                f"{tuple(value.shape)}) but the model expects "
+                + " or ".join(str(a) for a in allowed)
+            )
+    n = int(value.shape[0])
+    if n < min_samples:
+        raise ValueError(
+            f"modality {name!r} is empty: {n} samples (at least {min_samples} needed)"
+        )
+    if any(int(s) == 0 for s in value.shape[1:]):
+        raise ValueError(f"modality {name!r} is empty: shape {tuple(value.shape)}")
+    return value
 
 
 def check_y(
