@@ -14,10 +14,37 @@ from mmexplain.data import ModalityDict, check_X
 
 __all__ = ["ModalityTransformer"]
 
+
+def _column_names(X: Any) -> dict[str, Any]:
+    """The column names of the modalities given as DataFrames."""
+    if not isinstance(X, Mapping):
+        return {}
+    return {
+        m: np.asarray([str(c) for c in v.columns], dtype=object)
+        for m, v in X.items()
+        if hasattr(v, "columns") and getattr(v, "ndim", 0) == 2
+    }
+
+
+def _frame(value: np.ndarray, columns: list[str], kind: str) -> Any:
+    if kind == "pandas":
+        import pandas as pd
+
+        return pd.DataFrame(value, columns=columns)
+    try:
+        import polars as pl
+    except ImportError as exc:  # pragma: no cover - depends on environment
+        raise ImportError("set_output(transform='polars') needs polars") from exc
+    return pl.DataFrame(value, schema=columns, orient="row")
+
+
 _SPECIAL = ("passthrough", "drop")
 
 
-class ModalityTransformer(TransformerMixin, BaseEstimator):
+_OUTPUTS = ("default", "pandas", "polars")
+
+
+class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Apply a scikit-learn transformer to each modality of ``X``.
 
     The multimodal counterpart of ``ColumnTransformer``: ``X`` is a mapping
@@ -41,6 +68,19 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
         Fitted transformer (or 'passthrough') of every kept modality.
     modalities_ : tuple of str
         Modalities seen in ``fit``.
+    input_shapes_ : dict of str to tuple
+        Per-sample shape of each modality seen in ``fit``.
+    n_features_in_ : int
+        Input features per sample seen in ``fit``, summed over the modalities
+        (the product of each per-sample shape).
+
+    Notes
+    -----
+    :meth:`set_output` chooses the container of each transformed 2-D
+    modality (``'pandas'``: a ``DataFrame`` whose columns are that
+    modality's output feature names, the modalities in a ``dict``); a
+    scikit-learn container cannot hold several modalities itself. :meth:`get_feature_names_out` names every output feature
+    ``'<modality>__<feature>'``, as ``ColumnTransformer`` does.
 
     Examples
     --------
@@ -151,13 +191,27 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
         self._fit(X, y, transform=False)
         return self
 
-    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> ModalityDict:
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> Any:
         """Fit and transform in one pass over each modality."""
         return self._fit(X, y, transform=True)
 
     def _fit(self, X: Any, y: Any, transform: bool) -> Any:
+        columns = _column_names(X)
         Xv = check_X(X, min_ndim=2, ensure_finite=False)
         spec = self._check_spec(Xv)
+        self.input_shapes_ = {m: tuple(int(d) for d in Xv[m].shape[1:]) for m in Xv}
+        self.n_features_in_ = int(
+            sum(int(np.prod(s, dtype=np.int64)) for s in self.input_shapes_.values())
+        )
+        self._input_feature_names_ = {
+            m: columns.get(m)
+            if columns.get(m) is not None
+            else np.asarray(
+                [f"x{i}" for i in range(int(np.prod(shape, dtype=np.int64)))],
+                dtype=object,
+            )
+            for m, shape in self.input_shapes_.items()
+        }
         fitted: dict[str, Any] = {}
         out: dict[str, Any] = {}
         for m, est in spec.items():
@@ -179,10 +233,13 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
                 out[m] = self._from_2d(z, shape, info)
         self.transformers_ = fitted
         self.modalities_ = Xv.modalities
-        return ModalityDict(out) if transform else None
+        return self._wrap_output(out) if transform else None
 
-    def transform(self, X: Any) -> ModalityDict:
-        """Transform each modality; returns a new :class:`~mmexplain.ModalityDict`."""
+    def transform(self, X: Any) -> Any:
+        """Transform each modality; returns a new :class:`~mmexplain.ModalityDict`.
+
+        (A ``dict`` of DataFrames after ``set_output(transform='pandas')``.)
+        """
         check_is_fitted(self, "transformers_")
         Xv = check_X(X, modalities=self.modalities_, ensure_finite=False)
         out = {}
@@ -192,4 +249,101 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
             else:
                 x2, shape, info = self._to_2d(Xv[m])
                 out[m] = self._from_2d(est.transform(x2), shape, info)
-        return ModalityDict(out)
+        return self._wrap_output(out)
+
+    # -- output containers and feature names (scikit-learn conventions) ------
+    def set_output(self, *, transform: str | None = None) -> ModalityTransformer:
+        """Choose the container of each transformed modality, as scikit-learn's ``set_output``.
+
+        Parameters
+        ----------
+        transform : {'default', 'pandas', 'polars'} or None, default=None
+            'pandas' / 'polars': every transformed 2-D NumPy modality is a
+            DataFrame whose columns are that modality's output feature names
+            (images and tensors keep their type), in a plain ``dict`` (a
+            :class:`~mmexplain.ModalityDict` holds arrays); 'default': arrays
+            in a ``ModalityDict``; None: leave the configuration as it is. A
+            ``Pipeline``'s ``set_output`` calls this on the step; the
+            estimators accept either container.
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from mmexplain import ModalityTransformer
+        >>> X = {"eo": np.arange(6.0).reshape(3, 2), "sar": np.ones((3, 1))}
+        >>> mt = ModalityTransformer({"eo": StandardScaler()}).set_output(transform="pandas")
+        >>> list(mt.fit_transform(X)["eo"].columns)
+        ['x0', 'x1']
+        """
+        if transform is None:
+            return self
+        if transform not in _OUTPUTS:
+            raise ValueError(
+                f"transform must be one of {list(_OUTPUTS)} or None, got {transform!r}"
+            )
+        self._sklearn_output_config = {"transform": transform}
+        return self
+
+    def _wrap_output(self, out: dict[str, Any]) -> Any:
+        kind = getattr(self, "_sklearn_output_config", {}).get("transform", "default")
+        if kind == "default":
+            return ModalityDict(out)
+        for m, value in out.items():
+            if isinstance(value, np.ndarray) and value.ndim == 2:
+                names = list(self._modality_names_out(m))
+                if len(names) != value.shape[1]:
+                    names = [f"x{i}" for i in range(value.shape[1])]
+                out[m] = _frame(value, names, kind)
+        return out  # a plain dict: a ModalityDict stores arrays, not DataFrames
+
+    def _modality_names_out(self, m: str, names_in: Any = None) -> np.ndarray:
+        est = self.transformers_[m]
+        names_in = self._input_feature_names_[m] if names_in is None else names_in
+        if isinstance(est, str):  # 'passthrough'
+            return np.asarray(names_in, dtype=object)
+        if not hasattr(est, "get_feature_names_out"):
+            raise AttributeError(
+                f"the transformer of modality {m!r} ({type(est).__name__}) does not "
+                "provide get_feature_names_out"
+            )
+        return np.asarray(est.get_feature_names_out(names_in), dtype=object)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Output feature names, ``'<modality>__<feature>'``, modality by modality.
+
+        Parameters
+        ----------
+        input_features : mapping of str to array-like of str, or None
+            Input feature names per modality; None uses the DataFrame columns
+            seen in ``fit`` or ``x0, x1, ...`` (images: their flattened
+            features).
+
+        Returns
+        -------
+        ndarray of str objects
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.preprocessing import StandardScaler
+        >>> from mmexplain import ModalityTransformer
+        >>> X = {"eo": np.zeros((4, 2)), "sar": np.ones((4, 1))}
+        >>> ModalityTransformer({"eo": StandardScaler()}).fit(X).get_feature_names_out().tolist()
+        ['eo__x0', 'eo__x1', 'sar__x0']
+        """
+        check_is_fitted(self, "transformers_")
+        if input_features is not None and not isinstance(input_features, Mapping):
+            raise ValueError(
+                "input_features must be a mapping {modality: feature names} (a "
+                "ModalityTransformer has one set of features per modality)"
+            )
+        names = []
+        for m in self.transformers_:
+            given = None if input_features is None else input_features.get(m)
+            names.extend(f"{m}__{n}" for n in self._modality_names_out(m, given))
+        return np.asarray(names, dtype=object)

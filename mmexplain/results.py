@@ -93,8 +93,45 @@ class ModalityExplanation:
     # -- views --------------------------------------------------------------
     @property
     def utilization(self) -> np.ndarray:
-        """Modality shares in percent (same as ``shares``)."""
+        """Modality shares in percent (same as ``shares``), in ``modalities`` order."""
         return self.shares
+
+    @property
+    def shares_by_modality(self) -> dict[str, float]:
+        """The shares in percent keyed by modality name (a labelled ``shares``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmexplain import ModalityExplanation
+        >>> expl = ModalityExplanation(modalities=("eo", "sar"), method="attribution",
+        ...                            params={}, shares=np.array([75.0, 25.0]))
+        >>> expl.shares_by_modality
+        {'eo': 75.0, 'sar': 25.0}
+        """
+        return dict(zip(self.modalities, self.shares.tolist()))
+
+    def to_series(self, name: str = "share_percent") -> Any:
+        """The shares as a pandas ``Series`` indexed by modality (pandas must be installed).
+
+        Parameters
+        ----------
+        name : str, default='share_percent'
+            The name of the series.
+
+        Returns
+        -------
+        pandas.Series
+        """
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - depends on environment
+            raise ImportError("to_series() needs pandas: pip install pandas") from exc
+        series = pd.Series(
+            self.shares, index=pd.Index(self.modalities, name="modality"), name=name
+        )
+        series.attrs["method"] = self.method
+        return series
 
     def __repr__(self) -> str:
         body = ", ".join(
@@ -251,7 +288,10 @@ class ShapleyExplanation(ModalityExplanation):
         """The Shapley values as a ``shap.Explanation`` (samples x modalities).
 
         Usable with ``shap.plots.bar``, ``shap.plots.beeswarm`` and, for one
-        sample (``expl[i]``), ``shap.plots.waterfall``.
+        sample (``expl[i]``), ``shap.plots.waterfall``. A modality has no
+        single feature value, so ``data`` is None: the beeswarm draws no
+        (meaningless) colour bar and the waterfall labels name the modality
+        only.
         """
         if self.values is None:
             raise ValueError("this Shapley explanation holds no per-sample values")
@@ -261,7 +301,7 @@ class ShapleyExplanation(ModalityExplanation):
         return shap.Explanation(
             values=values,
             base_values=np.asarray(self.base_values, dtype=float),
-            data=np.ones_like(values),
+            data=None,
             feature_names=list(self.modalities),
         )
 

@@ -508,8 +508,9 @@ def test_permutation_no_positive_mu_gives_nan(kind):
     else:
         np.testing.assert_array_equal(expl.importances, 0.0)
     assert np.isnan(expl.utilization).all()
-    with pytest.warns(RuntimeWarning):
-        assert math.isnan(explainer.score(module, X, y))
+    # a scorer that cannot score raises (GridSearchCV records error_score)
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match="undefined"):
+        explainer.score(module, X, y)
 
 
 def test_permutation_batch_size_invariance(fitted_clf, clf_data):
@@ -1050,13 +1051,62 @@ def test_conditional_input_mean_matches_hand(fitted_clf, clf_data, scoring):
     np.testing.assert_allclose(expl.rates, rates, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("scoring", ["accuracy", "loss"])
-def test_conditional_mmtm_matches_hand(mmtm_clf, mmtm_data, scoring):
-    X, y = mmtm_data
-    net = mmtm_clf.module_
-    assert isinstance(net, MMTMNet)
-    expl = ConditionalUtilization(scoring=scoring).explain(mmtm_clf, X, y)
-    assert expl.params["ablation"] == "mmtm"
+def _hooked_squeeze_averages(net, X):
+    """Per MMTM block, each branch's mean squeeze vector over ``X`` (eval mode).
+
+    Read with forward pre-hooks on the blocks' inputs (the feature maps that
+    each block squeezes by a spatial mean), one full forward pass.
+    """
+    Xt = {m: _t(v) for m, v in X.items()}
+    n = len(next(iter(Xt.values())))
+    sums = [{} for _ in net.mmtms]
+
+    def make(i):
+        def hook(block, args):
+            for m, x in zip(block.modalities, args):
+                sums[i][m] = x.double().mean(dim=(2, 3)).sum(dim=0)
+
+        return hook
+
+    handles = [b.register_forward_pre_hook(make(i)) for i, b in enumerate(net.mmtms)]
+    try:
+        with _evaluating(net), torch.no_grad():
+            net(**Xt)
+    finally:
+        for h in handles:
+            h.remove()
+    return [{m: (v / n).float() for m, v in s.items()} for s in sums]
+
+
+class _hooked_ablation:
+    """Replace modality ``m``'s columns of every block's shared-layer input."""
+
+    def __init__(self, net, m, averages):
+        self.net, self.m, self.averages = net, m, averages
+
+    def __enter__(self):
+        self.handles = []
+        for i, block in enumerate(self.net.mmtms):
+            mods = list(block.modalities)
+            start = sum(block.channels[k] for k in mods[: mods.index(self.m)])
+            stop = start + block.channels[self.m]
+            value = self.averages[i][self.m]
+
+            def hook(fc, args, start=start, stop=stop, value=value):
+                (h,) = args
+                h = h.clone()
+                h[:, start:stop] = value.to(h.dtype)
+                return (h,)
+
+            self.handles.append(block.squeeze_fc.register_forward_pre_hook(hook))
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+
+
+def _hand_mmtm_rates(net, X, y, averages, scoring):
+    """Rates u(m | rest) on (X, y) with m's squeeze replaced by ``averages``."""
     yt = torch.as_tensor(y)
 
     def score(out):
@@ -1073,7 +1123,7 @@ def test_conditional_mmtm_matches_hand(mmtm_clf, mmtm_data, scoring):
         for m in net.modalities:
             (other,) = [o for o in net.modalities if o != m]
             ref.append(score(full_branches[other]))
-            with net.ablating(m):
+            with _hooked_ablation(net, m, averages):
                 net(**Xt)
                 without.append(score(net.branch_logits[other]))
     ref, without = np.array(ref), np.array(without)
@@ -1081,24 +1131,100 @@ def test_conditional_mmtm_matches_hand(mmtm_clf, mmtm_data, scoring):
         rates = (ref - without) / ref
     else:
         rates = (without - ref) / ref
-    assert expl.score_full == pytest.approx(score(full_out), rel=1e-6)
+    return score(full_out), ref, without, rates
+
+
+def _mmtm_state(net):
+    return (
+        {k: v.clone() for k, v in net.state_dict().items()},
+        [m.training for m in net.modules()],
+    )
+
+
+def _assert_mmtm_untouched(net, state):
+    buffers, modes = state
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, buffers[k]), k
+    assert [m.training for m in net.modules()] == modes
+    assert net.ablate is None and net.ablate_squeeze is None and net.rebalance is None
+
+
+@pytest.mark.parametrize("scoring", ["accuracy", "loss"])
+def test_conditional_mmtm_uses_final_model_averages_over_reference(
+    mmtm_clf, mmtm_data, scoring
+):
+    X, y = mmtm_data
+    net = mmtm_clf.module_
+    assert isinstance(net, MMTMNet)
+    # the "training split" here: a part of the data, not the data explained
+    X_ref = {m: v[:30] for m, v in X.items()}
+    X_ev, y_ev = {m: v[30:] for m, v in X.items()}, y[30:]
+    averages = _hooked_squeeze_averages(net, X_ref)
+    # the running (cumulative over training) averages are another thing
+    gap = max(
+        float((blk.running_squeeze(m) - averages[i][m]).abs().max())
+        for i, blk in enumerate(net.mmtms)
+        for m in net.modalities
+    )
+    assert gap > 1e-3
+    # the module's own averages equal the hooked ones, in every mode and batch size
+    for batch_size in (7, 1000):
+        own = net.squeeze_averages(X_ref, batch_size=batch_size)
+        for i in range(len(net.mmtms)):
+            for m in net.modalities:
+                torch.testing.assert_close(own[i][m], averages[i][m])
+
+    net.train()  # explain must neither update running buffers nor change modes
+    state = _mmtm_state(net)
+    expl = ConditionalUtilization(scoring=scoring, reference=X_ref).explain(
+        mmtm_clf, X_ev, y_ev
+    )
+    _assert_mmtm_untouched(net, state)
+    net.eval()
+    assert expl.params["ablation"] == "mmtm"
+    assert expl.params["reference"] == "given"
+    full, ref, without, rates = _hand_mmtm_rates(net, X_ev, y_ev, averages, scoring)
+    assert expl.score_full == pytest.approx(full, rel=1e-6)
     np.testing.assert_allclose(expl.score_reference, ref, rtol=1e-6)
     np.testing.assert_allclose(expl.score_without, without, rtol=1e-5)
     np.testing.assert_allclose(expl.rates, rates, rtol=1e-4, atol=1e-7)
     assert expl.d_util == pytest.approx(rates[1] - rates[0], rel=1e-4, abs=1e-7)
     if scoring == "loss":
         assert np.abs(without - ref).max() > 1e-6  # the ablation did something
-    assert net.ablate is None
-    with pytest.warns(UserWarning, match="reference is ignored"):
-        ConditionalUtilization(reference=X).explain(mmtm_clf, X, y)
+        # a (X, y) tuple works as the reference too
+        again = ConditionalUtilization(scoring=scoring, reference=(X_ref, y[:30]))
+        np.testing.assert_allclose(
+            again.explain(mmtm_clf, X_ev, y_ev).rates, expl.rates, rtol=1e-6
+        )
+
+
+def test_conditional_mmtm_default_reference_is_the_explained_data(mmtm_clf, mmtm_data):
+    X, y = mmtm_data
+    net = mmtm_clf.module_
+    X_ev, y_ev = {m: v[30:] for m, v in X.items()}, y[30:]
+    state = _mmtm_state(net)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: reference is not ignored
+        expl = ConditionalUtilization(scoring="loss").explain(mmtm_clf, X_ev, y_ev)
+    _assert_mmtm_untouched(net, state)
+    assert expl.params["reference"] == "explained data"
+    averages = _hooked_squeeze_averages(net, X_ev)
+    *_, rates = _hand_mmtm_rates(net, X_ev, y_ev, averages, "loss")
+    np.testing.assert_allclose(expl.rates, rates, rtol=1e-4, atol=1e-7)
+    # on a plain module (no estimator) the same
+    plain = ConditionalUtilization(scoring="loss").explain(net, X_ev, y_ev)
+    np.testing.assert_allclose(plain.rates, expl.rates, rtol=1e-6)
 
 
 def test_conditional_mmtm_batch_size_invariance(mmtm_clf, mmtm_data):
     X, y = mmtm_data
-    a = ConditionalUtilization(scoring="loss", batch_size=5).explain(mmtm_clf, X, y)
-    b = ConditionalUtilization(scoring="loss", batch_size=10_000).explain(
+    X_ref = {m: v[:30] for m, v in X.items()}
+    a = ConditionalUtilization(scoring="loss", batch_size=5, reference=X_ref).explain(
         mmtm_clf, X, y
     )
+    b = ConditionalUtilization(
+        scoring="loss", batch_size=10_000, reference=X_ref
+    ).explain(mmtm_clf, X, y)
     np.testing.assert_allclose(a.rates, b.rates, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(a.score_reference, b.score_reference, rtol=1e-6)
 

@@ -269,6 +269,9 @@ def to_tensor_dict(
             t = v
         else:
             # from_numpy shares memory; the .to() below makes the converted copy
-            t = torch.from_numpy(np.ascontiguousarray(np.asarray(v)))
+            a = np.ascontiguousarray(np.asarray(v))
+            if not a.flags.writeable:  # e.g. pandas 3's to_numpy(), a read-only memmap
+                a = np.array(a)
+            t = torch.from_numpy(a)
         out[k] = t.to(device=device if device is not None else t.device, dtype=dtype)
     return out

@@ -178,6 +178,11 @@ def check_X(
 
 def _check_names(X: Any, modalities: Iterable[str] | None) -> list[str]:
     """The modality names of ``X``, in the expected order when ``modalities`` is given."""
+    if hasattr(X, "toarray") or hasattr(X, "tocsr"):  # scipy sparse (dok is a dict)
+        raise TypeError(
+            "X is a sparse matrix; pass a mapping {modality name: dense array}, e.g. "
+            "{'eo': X_eo, 'sar': X_sar}"
+        )
     if isinstance(X, np.ndarray | torch.Tensor) or not isinstance(X, Mapping):
         raise TypeError(
             "X must be a mapping {modality name: array}, e.g. "

@@ -4,8 +4,13 @@ All share one evaluation engine (:mod:`mmexplain.explainers._engine`) and one
 contract: ``explain(model, X, y) -> ModalityExplanation``, ``fit`` (stores
 ``explanation_`` and a headline attribute), ``score`` (higher is better, 0 is
 perfect balance) and ``explainer(estimator, X, y)`` as a scikit-learn scorer.
+
+``model`` may be a fitted estimator, an ``nn.Module``, a :class:`ForwardModel`
+(any callable, like captum's ``forward_func``), or a fitted ``Pipeline`` /
+search ending in one.
 """
 
+from mmexplain.explainers._adapter import ForwardModel
 from mmexplain.explainers.attribution import GradientModalityAttribution
 from mmexplain.explainers.base import BaseModalityExplainer
 from mmexplain.explainers.conditional import ConditionalUtilization
@@ -15,6 +20,7 @@ from mmexplain.explainers.shapley import ModalityShapley
 __all__ = [
     "BaseModalityExplainer",
     "ConditionalUtilization",
+    "ForwardModel",
     "GradientModalityAttribution",
     "ModalityShapley",
     "PermutationModalityImportance",

@@ -11,7 +11,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from mmexplain.data import ModalityDict
-from mmexplain.explainers._adapter import ModelAdapter, model_lock
+from mmexplain.data.sources import RowSource, check_source, is_dataset
+from mmexplain.explainers._adapter import ModelAdapter, model_lock, unwrap_model
 from mmexplain.explainers._engine import EvaluationEngine, Perturbation
 from mmexplain.metrics import check_target, utilization_distance
 from mmexplain.results import ModalityExplanation
@@ -188,13 +189,21 @@ def evaluate_scores(
 # ----------------------------------------------------------------------------
 @dataclass
 class ExplainContext:
-    """What :meth:`BaseModalityExplainer.explain` hands to ``_explain``."""
+    """What :meth:`BaseModalityExplainer.explain` hands to ``_explain``.
 
-    model: Any  #: the model as the user passed it
+    For a ``Pipeline`` (or a fitted search), ``model`` is the model at its end
+    and ``X`` what that model receives (the inputs passed through the other
+    steps' ``transform``); ``given`` is what the user passed and ``unwrapped``
+    names what was unwrapped (see :func:`~mmexplain.explainers._adapter.unwrap_model`).
+    """
+
+    model: Any  #: the model ``X`` is fed to (a pipeline's last step)
     adapter: ModelAdapter  #: what the engine needs to know about it
-    X: ModalityDict  #: validated inputs
+    X: ModalityDict  #: validated inputs of ``model``
     y: np.ndarray | None  #: targets as class indices (None when not needed)
     y_raw: Any  #: targets as given
+    given: Any = None  #: the model as the user passed it
+    unwrapped: tuple[str, ...] = ()  #: e.g. ('GridSearchCV', 'Pipeline')
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -229,12 +238,17 @@ class BaseModalityExplainer(BaseEstimator):
 
         Parameters
         ----------
-        model : fitted estimator or nn.Module
+        model : fitted estimator, Pipeline, search, nn.Module or callable
             A fitted :class:`~mmexplain.MultimodalClassifier` /
-            :class:`~mmexplain.MultimodalSegmenter`, any fitted skorch net, or
-            an ``nn.Module`` called as ``module(**X)``.
+            :class:`~mmexplain.MultimodalSegmenter`, any fitted skorch net, an
+            ``nn.Module`` called as ``module(**X)``, a
+            :class:`~mmexplain.explainers.ForwardModel` or a plain callable
+            ``f(**X) -> logits``; or a fitted ``Pipeline`` ending in one
+            (``X`` goes through the other steps' ``transform`` once, up
+            front) or a fitted search (its ``best_estimator_``).
         X : mapping of str to array-like
-            ``{modality: array}``, the modalities the model was fitted on.
+            ``{modality: array}``, the modalities the model (the pipeline)
+            was fitted on.
         y : array-like or None
             Targets (labels as the estimator knows them, or class indices
             for a plain module).
@@ -253,6 +267,8 @@ class BaseModalityExplainer(BaseEstimator):
             "n_samples": len(ctx.X),
             **expl.params,
         }
+        if ctx.unwrapped:
+            expl.params.setdefault("unwrapped", ctx.unwrapped)
         if "batch_size" in self.get_params(deep=False):
             expl.params.setdefault("batch_size", self.batch_size)
         return expl
@@ -282,8 +298,21 @@ class BaseModalityExplainer(BaseEstimator):
         return self.score(estimator, X, y)
 
     def _score_explanation(self, expl: ModalityExplanation) -> float:
+        """Minus the distance of the shares to ``target``; raises where undefined.
+
+        A scorer that cannot score raises rather than returning NaN: inside
+        ``GridSearchCV`` the default ``error_score=np.nan`` still records NaN
+        for that split (with a warning carrying this message), and
+        ``error_score='raise'`` stops with it.
+        """
         if not np.all(np.isfinite(expl.shares)):
-            return float("nan")
+            raise ValueError(
+                f"{type(self).__name__} cannot score this model: its {expl.method} "
+                "shares are undefined (NaN) because no modality has a positive "
+                "contribution (perturbing any modality leaves the score as good or "
+                "better, e.g. an untrained model or one worse than chance on these "
+                "data), so there is no distance to the target shares"
+            )
         target = check_target(getattr(self, "target", None), expl.modalities)
         return -utilization_distance(dict(zip(expl.modalities, expl.shares)), target)
 
@@ -291,13 +320,30 @@ class BaseModalityExplainer(BaseEstimator):
     def _prepare(
         self, model: Any, X: Any, y: Any, *, need_y: bool = True
     ) -> ExplainContext:
-        """Adapter, validated X, class-index y and the raw y."""
+        """Adapter, validated X, class-index y and the raw y.
+
+        Pipelines and fitted searches are unwrapped first (their transforms
+        applied to ``X`` once, see :func:`~mmexplain.explainers._adapter.unwrap_model`);
+        a plain callable becomes a :class:`~mmexplain.explainers.ForwardModel`.
+        """
+        given = model
+        model, X, unwrapped = unwrap_model(model, X)
         adapter = ModelAdapter(
             model,
             loss_fn=getattr(self, "loss_fn", None),
             device=getattr(self, "device", None),
+            who=type(self).__name__,
         )
-        Xv = adapter.check_X(X)
+        if is_dataset(X) or isinstance(X, RowSource):
+            # a torch Dataset (or a row source): validated from its first item,
+            # values checked batch by batch as they are loaded
+            Xv = check_source(
+                X, modalities=adapter.modalities, input_shapes=adapter.input_shapes
+            )
+            if y is None and need_y and getattr(Xv, "has_targets", False):
+                y = Xv.targets()
+        else:
+            Xv = adapter.check_X(X)
         if adapter.modalities is None:
             adapter.modalities = Xv.modalities
         if y is None:
@@ -305,20 +351,31 @@ class BaseModalityExplainer(BaseEstimator):
                 raise ValueError(
                     f"{type(self).__name__} needs y (targets) to score the model"
                 )
-            return ExplainContext(model, adapter, Xv, None, None)
+            return ExplainContext(model, adapter, Xv, None, None, given, unwrapped)
         y_idx = adapter.encode_y(y, len(Xv))
-        return ExplainContext(model, adapter, Xv, y_idx, y)
+        return ExplainContext(model, adapter, Xv, y_idx, y, given, unwrapped)
 
     def _engine(
-        self, ctx: ExplainContext, *, fast: bool | str, desc: str
+        self,
+        ctx: ExplainContext,
+        *,
+        fast: bool | str,
+        desc: str,
+        needs_index: bool = True,
     ) -> EvaluationEngine:
-        """The evaluation engine over ``ctx`` with this explainer's batching settings."""
+        """The evaluation engine over ``ctx`` with this explainer's batching settings.
+
+        ``needs_index=False`` (no permutations: own rows and constant
+        baselines only) evaluates embeddings block by block when caching them
+        would exceed the memory budget.
+        """
         return EvaluationEngine(
             ctx.adapter,
             ctx.X,
             ctx.y,
             batch_size=self.batch_size,
             fast=fast,
+            needs_index=needs_index,
             show_progress=self.show_progress,
             desc=desc,
         )

@@ -136,7 +136,11 @@ class ConditionalUtilization(BaseModalityExplainer):
     def _score_explanation(self, expl: ModalityExplanation) -> float:
         rates = np.asarray(expl.rates, dtype=float)
         if not np.all(np.isfinite(rates)):
-            return float("nan")
+            raise ValueError(
+                "ConditionalUtilization cannot score this model: some rates are "
+                "undefined (NaN) because a reference score is 0 (e.g. an accuracy of 0 "
+                "on these data)"
+            )
         return -float(rates.max() - rates.min())
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
 from mmexplain.data import permute_rows, take_rows
+from mmexplain.explainers._distributed import all_reduce_sum
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
@@ -73,6 +77,19 @@ class PermutationModalityImportance(BaseModalityExplainer):
         Loss for ``scoring='loss'`` when the model is a plain ``nn.Module``
         (default cross-entropy); ignored for fitted estimators, which use
         their criterion.
+    class_index : int or None, default=None
+        Explain one class, like captum's ``target``: the index of a model
+        output (for a :class:`~mmexplain.MultimodalClassifier`, the class
+        ``classes_[class_index]``). Then ``MU_i`` is the mean absolute change
+        of that output over the samples (pixels) when modality ``i`` is
+        permuted, ``y`` is not needed and ``scoring`` is not used;
+        ``baseline_score`` is the output's mean on the unpermuted data. The
+        *absolute* change, because a whole-set permutation keeps each
+        modality's distribution, so the signed mean of a class output barely
+        moves even for a modality the model relies on.
+    class_output : {'probability', 'logit'}, default='probability'
+        With ``class_index``: explain the class probability (softmax over the
+        outputs) or the raw output (logit).
 
     Attributes
     ----------
@@ -115,6 +132,8 @@ class PermutationModalityImportance(BaseModalityExplainer):
         show_progress: bool = False,
         fast: bool | str = "auto",
         loss_fn: Any = None,
+        class_index: int | None = None,
+        class_output: str = "probability",
     ) -> None:
         self.n_repeats = n_repeats
         self.scoring = scoring
@@ -126,6 +145,8 @@ class PermutationModalityImportance(BaseModalityExplainer):
         self.show_progress = show_progress
         self.fast = fast
         self.loss_fn = loss_fn
+        self.class_index = class_index
+        self.class_output = class_output
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         "n_repeats": [Interval(Integral, 1, None, closed="left")],
@@ -142,7 +163,12 @@ class PermutationModalityImportance(BaseModalityExplainer):
         "show_progress": ["boolean"],
         "fast": ["boolean", StrOptions({"auto"})],
         "loss_fn": [callable, None],
+        "class_index": [Interval(Integral, 0, None, closed="left"), None],
+        "class_output": [StrOptions({"probability", "logit"})],
     }
+
+    def _needs_y(self) -> bool:
+        return self.class_index is None
 
     def _explain(self, ctx: ExplainContext) -> PermutationExplanation:
         Xv, y_idx, y_raw = ctx.X, ctx.y, ctx.y_raw
@@ -150,12 +176,16 @@ class PermutationModalityImportance(BaseModalityExplainer):
         rng = check_random_state(self.random_state)
         if self.max_samples is not None:
             rows = rng.choice(len(Xv), self._n_subsample(len(Xv)), replace=False)
-            Xv, y_idx, y_raw = take_rows(Xv, rows), y_idx[rows], np.asarray(y_raw)[rows]
-        ctx = ExplainContext(ctx.model, ctx.adapter, Xv, y_idx, y_raw)
+            Xv = take_rows(Xv, rows) if isinstance(Xv, Mapping) else Xv.subset(rows)
+            if y_idx is not None:
+                y_idx, y_raw = y_idx[rows], np.asarray(y_raw)[rows]
+        ctx = dataclasses.replace(ctx, X=Xv, y=y_idx, y_raw=y_raw)
         n = len(Xv)
         perms = [
             [rng.permutation(n) for _ in range(self.n_repeats)] for _ in modalities
         ]
+        if self.class_index is not None:
+            return self._explain_class(ctx, perms)
         scoring = resolve_scoring(
             self.scoring, ctx.adapter, classification=y_idx.ndim == 1, y_labels=y_raw
         )
@@ -206,6 +236,14 @@ class PermutationModalityImportance(BaseModalityExplainer):
             raise TypeError(
                 "a callable scoring(estimator, X, y) needs a fitted estimator as model"
             )
+        # ctx.model is what ctx.X is fed to: a pipeline's last step on the
+        # transformed inputs (permuting them equals transforming permuted inputs)
+        if not isinstance(ctx.X, Mapping):
+            raise TypeError(
+                "a callable scoring(estimator, X, y) runs the estimator on permuted "
+                "copies of X, which needs X in memory (a mapping of arrays); use a "
+                "named scoring ('loss', 'accuracy', ...) for a Dataset"
+            )
         score = scoring.estimator_scorer
         base = float(score(ctx.model, ctx.X, ctx.y_raw))
         permuted = np.array(
@@ -218,6 +256,67 @@ class PermutationModalityImportance(BaseModalityExplainer):
             ]
         )
         return base, permuted
+
+    def _explain_class(
+        self, ctx: ExplainContext, perms: list[list[np.ndarray]]
+    ) -> PermutationExplanation:
+        """``class_index``: mean absolute change of one class output per permutation."""
+        modalities, n, c = ctx.modalities, len(ctx.X), int(self.class_index)
+        probability = self.class_output == "probability"
+
+        def stat(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            if c >= logits.shape[1]:
+                raise ValueError(
+                    f"class_index={c} but the model outputs {logits.shape[1]} classes "
+                    f"(indices 0..{logits.shape[1] - 1})"
+                )
+            out = (
+                torch.softmax(logits.float(), dim=1) if probability else logits.float()
+            )
+            return out[:, c].reshape(out.shape[0], -1)
+
+        # the engine's statistics take targets; the class output needs none
+        ctx = dataclasses.replace(ctx, y=np.zeros(n, dtype=np.int64))
+        engine = self._engine(ctx, fast=self.fast, desc="permutation importance")
+        perturbations = [Perturbation()] + [
+            Perturbation({m: perms[i][r]})
+            for i, m in enumerate(modalities)
+            for r in range(self.n_repeats)
+        ]
+        dev = engine.device
+        change = torch.zeros(len(perturbations) - 1, dtype=torch.float64, device=dev)
+        total = torch.zeros(2, dtype=torch.float64, device=dev)
+        for _, st in engine.iter_blocks(perturbations, stat):
+            st = st.double()
+            change += (st[1:] - st[:1]).abs().sum(dim=(1, 2))
+            total[0] += st[0].sum()
+            total[1] += st[0].numel()
+        change = all_reduce_sum(change).cpu()
+        total = all_reduce_sum(total).cpu()
+        importances = (change / total[1]).numpy().reshape(len(modalities), -1)
+        mean = importances.mean(axis=1)
+        name = f"class {c} {self.class_output}"
+        return PermutationExplanation(
+            modalities=modalities,
+            method="permutation",
+            params={
+                "scoring": name,
+                "class_index": c,
+                "class_output": self.class_output,
+                "n_repeats": self.n_repeats,
+                "random_state": self.random_state,
+                "max_samples": self.max_samples,
+                "n_samples": n,
+                "path": engine.path,
+                "model_calls": engine.head_calls,
+            },
+            shares=normalize_shares(mean, what="utilization"),
+            importances=importances,
+            importances_mean=mean,
+            importances_std=importances.std(axis=1),
+            baseline_score=float(total[0] / total[1]),
+            scoring=name,
+        )
 
     def _n_subsample(self, n: int) -> int:
         ms = self.max_samples
