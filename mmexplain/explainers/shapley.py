@@ -290,8 +290,9 @@ class ModalityShapley(BaseModalityExplainer):
                 vals, se = self._monte_carlo(V, col, orderings, prefix_masks)
             parts[0].append(vals)
             parts[1].append(se if se is not None else np.zeros((len(V), 0)))
-            parts[2].append(V[:, col[0]])
-            parts[3].append(V[:, col[(1 << M) - 1]])
+            # copies: a view would keep the block's whole (rows, 2^M) matrix alive
+            parts[2].append(V[:, col[0]].copy())
+            parts[3].append(V[:, col[(1 << M) - 1]].copy())
         gathered = [self._gather(p, engine.n) for p in parts]
         values, se, v_empty, v_full = gathered
         return values, (se if orderings is not None else None), v_empty, v_full
