@@ -6,6 +6,7 @@ Every check compares a balancer's effect with a hand computation written here
 
 import math
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -290,10 +291,11 @@ def test_conditional_speed_meter_matches_hand_computation(digits):
         assert meter.steps == step + 1
         bdr = {m: math.log10(cum[m][1] / cum[m][0]) for m in cum}
         got = meter.bdr()
+        # the meter sums float32 norms on the device, the hand loop float64
         for m in cum:
-            assert got[m] == pytest.approx(bdr[m], rel=1e-6, abs=1e-9)
+            assert got[m] == pytest.approx(bdr[m], rel=1e-5, abs=1e-7)
         assert meter.d_speed() == pytest.approx(
-            bdr["color"] - bdr["gray"], rel=1e-6, abs=1e-9
+            bdr["color"] - bdr["gray"], rel=1e-5, abs=1e-7
         )
     np.testing.assert_allclose(
         meter.cum.cpu().numpy(), [cum["color"], cum["gray"]], rtol=1e-6
@@ -650,6 +652,75 @@ def test_ogm_start_and_end_epoch_respected():
     assert any_changed(weights(mid.module_), weights(plain.module_))
 
 
+def _encoder_vector(clf, m):
+    return torch.cat(
+        [p.detach().flatten() for p in clf.module_.encoders[m].parameters()]
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ogm_slows_the_modulated_encoder_under_sgd_much_more_than_under_adam(seed):
+    # Peng et al. (2022) train with SGD: the encoder's movement follows the
+    # gradient's scale. Adam divides the gradient by its own running magnitude
+    # and largely cancels the modulation. Measured over seeds 0-2 (alpha=1,
+    # coefficient of 'a' ~0.08): movement ratio 0.32-0.33 (SGD), 0.94-1.0 (Adam).
+    X, y = lopsided(256, seed=seed)
+    ratios = {}
+    for name, opt in {
+        "sgd": dict(optimizer=torch.optim.SGD, optimizer__momentum=0.9, lr=0.05),
+        "adam": dict(optimizer=torch.optim.Adam, lr=0.01),
+    }.items():
+        kw = dict(module__head="linear", random_state=seed, **opt)
+        start = _encoder_vector(small_clf(max_epochs=0, **kw).fit(X, y), "a")
+        moved = {}
+        for alpha in (1.0, 0.0):  # alpha=0: coefficient 1, no modulation
+            bal = OGMGE(alpha=alpha, noise=False, adaptive_optimizer="ignore")
+            clf = small_clf(balancer=bal, max_epochs=5, **kw).fit(X, y)
+            moved[alpha] = float((_encoder_vector(clf, "a") - start).norm())
+            if alpha:
+                coeff = clf.history[-1, "ogm_coefficients"]
+                assert coeff["a"] < 0.2 and coeff["b"] == 1.0  # 'a' is modulated
+        ratios[name] = moved[1.0] / moved[0.0]
+    assert ratios["sgd"] < 0.5
+    assert ratios["adam"] > 0.75
+    assert ratios["adam"] > ratios["sgd"] + 0.35
+
+
+def test_ogm_warns_once_per_fit_with_an_adaptive_optimizer():
+    X, y = lopsided(64)
+    kw = dict(module__head="linear", max_epochs=2)
+    for opt in (
+        torch.optim.Adam,
+        torch.optim.AdamW,
+        torch.optim.RMSprop,
+        torch.optim.Adagrad,
+    ):
+        clf = small_clf(balancer=OGMGE(), optimizer=opt, **kw)
+        with pytest.warns(UserWarning, match="adaptive optimizer") as record:
+            clf.fit(X, y)
+        assert len([w for w in record if "adaptive optimizer" in str(w.message)]) == 1
+        assert opt.__name__ in str(record[0].message)
+        with pytest.warns(UserWarning, match="SGD"):
+            clf.partial_fit(X, y)  # once per fit or partial_fit
+    sgd = dict(optimizer=torch.optim.SGD, optimizer__momentum=0.9, lr=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small_clf(balancer=OGMGE(), **sgd, **kw).fit(X, y)
+        small_clf(balancer=OGMGE(adaptive_optimizer="ignore"), **kw).fit(X, y)
+    with pytest.raises(ValueError, match="adaptive optimizer Adam"):
+        small_clf(balancer=OGMGE(adaptive_optimizer="raise"), **kw).fit(X, y)
+    small_clf(balancer=OGMGE(adaptive_optimizer="raise"), **sgd, **kw).fit(X, y)
+    for bad in (
+        dict(adaptive_optimizer="never"),
+        dict(alpha=-1.0),
+        dict(alpha="big"),
+        dict(start_epoch=0.5),
+        dict(noise="yes"),
+    ):
+        with pytest.raises(ValueError, match=list(bad)[0]):
+            small_clf(balancer=OGMGE(**bad), **sgd, **kw).fit(X, y)
+
+
 # ---------------------------------------------------------------------------
 # 5. UtilizationTarget
 # ---------------------------------------------------------------------------
@@ -881,7 +952,7 @@ def test_valuation_sample_level_copies_follow_the_thresholds(fake_phi):
     clf, Xt, yt = valuation_setup(warmup_epochs=1)
     bal = clf.balancer_
     assert bal.epoch_started(clf, epoch=0, X=Xt, y=yt) is None and not calls  # warm-up
-    X_ep, y_ep, rows = bal.epoch_started(clf, epoch=1, X=Xt, y=yt)
+    X_ep, y_ep, rows, _ = bal.epoch_started(clf, epoch=1, X=Xt, y=yt)
     assert set(X_ep) == set(Xt)  # modalities only: side information is in rows
     assert len(calls) == 1 and torch.equal(calls[0]["a"], Xt["a"])  # all samples
     n_extra = int(copies.sum())
@@ -909,7 +980,7 @@ def test_valuation_sample_level_copies_follow_the_thresholds(fake_phi):
 def test_valuation_modality_level_adds_samples_for_the_larger_gap(fake_phi):
     calls = fake_phi(lambda n: np.tile([0.9, 0.2], (n, 1)))
     clf, Xt, yt = valuation_setup(n=50, level="modality", warmup_epochs=0, alpha=1.0)
-    X_ep, y_ep, rows = clf.balancer_.epoch_started(clf, epoch=0, X=Xt, y=yt)
+    X_ep, y_ep, rows, _ = clf.balancer_.epoch_started(clf, epoch=0, X=Xt, y=yt)
     sub = calls[0]["a"][:, 0].long()
     assert len(sub) == 10 and len(set(sub.tolist())) == 10  # a 20% subset, no repeats
     gap_a, gap_b = 1 - 0.9, 1 - 0.2
@@ -924,7 +995,7 @@ def test_valuation_modality_level_adds_samples_for_the_larger_gap(fake_phi):
     assert clf.balancer_.counts_ == {"a": 0, "b": 23}
     # alpha scales the number of extra samples
     clf2, Xt, yt = valuation_setup(n=50, level="modality", warmup_epochs=0, alpha=2.5)
-    _, y_ep, _ = clf2.balancer_.epoch_started(clf2, epoch=0, X=Xt, y=yt)
+    _, y_ep, _, _ = clf2.balancer_.epoch_started(clf2, epoch=0, X=Xt, y=yt)
     assert len(y_ep) == 50 + int(abs(gap_b - gap_a) * 2 / 3 * 2.5 * 50)
 
 

@@ -180,9 +180,31 @@ def test_late_fusion_seg_net_shapes():
 # ---------------------------------------------------------------------------
 
 
+def test_mmtm_bottleneck_has_the_authors_width():
+    # Wu et al.'s MMTM: dim_out = int(2 * (dim_visual + dim_skeleton) / ratio)
+    for chans, ratio, width in [
+        ({"a": 4, "b": 3}, 2, 7),
+        ({"a": 16, "b": 16}, 4, 16),
+        ({"a": 64, "b": 64}, 4, 64),
+        ({"a": 1, "b": 1}, 8, 1),  # at least one unit
+        ({"a": 5, "b": 6, "c": 7}, 4, 9),
+    ]:
+        block = MMTM(chans, ratio=ratio)
+        assert block.hidden_features == width
+        assert block.squeeze_fc.out_features == width
+        assert all(fc.in_features == width for fc in block.gate_fcs)
+    net = MMTMNet({"color": 3, "gray": 1}, n_classes=10, channels=(16, 32))
+    assert [b.hidden_features for b in net.mmtms] == [16, 32]
+    assert (
+        MMTMNet({"a": 1, "b": 1}, 2, channels=(8,), ratio=2).mmtms[0].hidden_features
+        == 16
+    )
+    with pytest.raises(ValueError, match="ratio"):
+        MMTM({"a": 2, "b": 2}, ratio=0)
+
+
 def test_mmtm_gates_and_running_averages():
     block = MMTM({"a": 4, "b": 3}, ratio=2)
-    assert block.hidden_features == 3
     xa, xb = torch.randn(8, 4, 5, 5), torch.randn(8, 3, 2, 2)
     block.eval()
     ya, yb = block(xa, xb)
@@ -295,6 +317,92 @@ def test_mmtmnet_rebalance_cuts_cross_modal_information():
     assert not torch.allclose(
         branch("b", xb1, ablate="b"), branch("b", xb2, ablate="b")
     )
+
+
+def test_mmtmnet_ablating_with_given_squeeze_vectors():
+    net = _mmtm_net()
+    X = {"a": torch.randn(6, 2, 8, 8), "b": torch.randn(6, 1, 8, 8)}
+    # the values replace b's squeeze in every block: by hand, a pre-hook on each
+    # block's shared layer overwriting b's columns (a's come first)
+    values = [{"b": torch.randn(4)}, {"b": torch.randn(6)}]
+    handles = []
+    for block, v in zip(net.mmtms, values):
+        lo = block.channels["a"]
+
+        def hook(fc, args, lo=lo, v=v["b"]):
+            h = args[0].clone()
+            h[:, lo:] = v
+            return (h,)
+
+        handles.append(block.squeeze_fc.register_forward_pre_hook(hook))
+    with torch.no_grad():
+        net(**X)
+        want = net.branch_logits["a"].clone()
+    for h in handles:
+        h.remove()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        for squeeze in (values, {0: values[0]["b"], 1: values[1]["b"]}):
+            with net.ablating("b", squeeze=squeeze):
+                net(**X)
+                torch.testing.assert_close(net.branch_logits["a"], want)
+            assert net.ablate is None and net.ablate_squeeze is None
+        # without values: the running averages, which differ
+        with net.ablating("b"):
+            net(**X)
+        assert not torch.allclose(net.branch_logits["a"], want)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    # extra modalities in an entry are ignored (squeeze_averages' output fits)
+    averages = net.squeeze_averages(X)
+    with net.ablating("b", squeeze=averages), torch.no_grad():
+        net(**X)
+    with pytest.raises(ValueError, match="one entry per MMTM block"):
+        with net.ablating("b", squeeze=values[:1]):
+            pass
+    with pytest.raises(ValueError, match=r"block 1 must have shape \(6,\)"):
+        with net.ablating("b", squeeze=[values[0], {"b": torch.zeros(4)}]):
+            pass
+    with pytest.raises(ValueError, match="lacks the ablated modalities"):
+        with net.ablating(["a", "b"], squeeze=values):
+            pass
+    with pytest.raises(ValueError, match="bare tensor"):
+        with net.ablating(["a", "b"], squeeze={0: torch.zeros(4), 1: torch.zeros(6)}):
+            pass
+    with pytest.raises(ValueError, match="not ablated"):
+        net.mmtms[0](
+            torch.randn(2, 4), torch.randn(2, 4), squeeze={"a": torch.zeros(4)}
+        )
+
+
+def test_mmtmnet_squeeze_averages_leave_the_module_unchanged():
+    net = _mmtm_net()
+    X = {"a": torch.randn(7, 2, 8, 8), "b": torch.randn(7, 1, 8, 8)}
+    # by hand: the spatial means of the features entering each block, eval mode
+    feats, h = [], dict(X)
+    with torch.no_grad():
+        for i, block in enumerate(net.mmtms):
+            h = {m: net.branches[m][i](h[m]) for m in net.modalities}
+            feats.append({m: h[m].mean(dim=(0, 2, 3)) for m in net.modalities})
+            h = block(h)
+    net.train()
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with net.rebalancing("a"):
+        averages = net.squeeze_averages(
+            {m: v.numpy() for m, v in X.items()}, batch_size=3
+        )
+        assert net.rebalance == "a"
+    assert net.training and all(m.training for m in net.modules())
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert len(averages) == 2
+    for got, want in zip(averages, feats):
+        assert sorted(got) == ["a", "b"]
+        for m in got:
+            assert got[m].dtype == torch.float32
+            torch.testing.assert_close(got[m], want[m])
+    with pytest.raises(ValueError, match="missing modality 'b'"):
+        net.squeeze_averages({"a": X["a"]})
 
 
 def test_mmtmnet_no_update_in_rebalance_or_eval():

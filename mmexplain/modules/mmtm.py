@@ -1,13 +1,16 @@
-"""Multimodal transfer module (MMTM) and the intermediate-fusion network of
-seed 003 (Wu et al., ICML 2022, "Characterizing and overcoming the greedy
-nature of learning in multi-modal deep neural networks").
+"""Multimodal transfer module (MMTM; Joze et al., 2020) and the
+intermediate-fusion network of Wu et al. (2022), "Characterizing and
+overcoming the greedy nature of learning in multi-modal deep neural
+networks" (ICML 2022).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -22,17 +25,26 @@ from mmexplain.modules.encoders import (
 __all__ = ["MMTM", "MMTMNet"]
 
 ModalitySelection = str | Sequence[str] | None
+#: per MMTM block, the squeeze vector of each ablated modality: a sequence with
+#: one entry per block, or a mapping block index -> entry; an entry is a dict
+#: ``{modality: (C_m,) tensor}`` or, when one modality is ablated, the tensor
+SqueezeValues = (
+    Sequence[Tensor | Mapping[str, Tensor]]
+    | Mapping[int, Tensor | Mapping[str, Tensor]]
+)
 
 
 class MMTM(nn.Module):
-    """Multimodal transfer module joining M >= 2 branches.
+    """Multimodal transfer module joining M >= 2 branches (Joze et al., 2020).
 
     For feature maps ``x_m`` of shape ``(N, C_m, H_m, W_m)`` (or vectors
     ``(N, C_m)``; any number of trailing spatial dims works):
 
     1. squeeze: ``s_m = mean over spatial dims of x_m`` -> ``(N, C_m)``;
     2. ``h = ReLU(squeeze_fc(concat(s_1, ..., s_M)))`` with
-       ``max(1, sum(C_m) // ratio)`` units;
+       ``max(1, int(2 * sum(C_m) / ratio))`` units, the width of the MMTM of
+       Wu et al. (2022) (their ``dim_out = int(2 * (dim_visual +
+       dim_skeleton) / ratio)``);
     3. ``g_m = sigmoid(gate_fcs[m](h))`` -> ``(N, C_m)``, in (0, 1);
     4. output ``x_m * g_m`` (channel-wise).
 
@@ -44,36 +56,55 @@ class MMTM(nn.Module):
     ``rebalance``/``ablate``) computes the batch means and updates
     ``avg <- avg + (batch_mean - avg) / (t + 1)``, ``t`` being the buffer
     ``num_batches_tracked``; every step weighs the same, and nothing is
-    forgotten (this is the "average over the samples used in the previous
-    regular steps" of the paper's eq. 13 and the "training-split average" of
-    its eq. 6). Before any update they hold ``0.5`` (the gate of a zero
-    pre-activation) and ``0`` respectively. Eval-mode calls never update
-    them; call ``reset_running_stats()`` to start over.
+    forgotten. The gate average is what a re-balancing step of Wu et al.
+    (2022, eq. 13) uses ("the average over the samples used in the previous
+    regular steps"). The squeeze average is only a *fallback* for ``ablate``:
+    it mixes every state the weights went through, whereas the paper's
+    ablation (eq. 6) uses the average squeeze vector of the *trained* model
+    over the training split; pass that as ``squeeze=`` (see
+    :meth:`MMTMNet.squeeze_averages`). Before any update the buffers hold
+    ``0.5`` (the gate of a zero pre-activation) and ``0`` respectively.
+    Eval-mode calls never update them; call ``reset_running_stats()`` to
+    start over.
 
     Parameters
     ----------
     channels : dict of str to int, or sequence of int
         Channels ``C_m`` of each branch. With a sequence the modalities are
         named ``'0'``, ``'1'``, ...
-    ratio : int, default=4
-        Bottleneck reduction of the shared layer.
+    ratio : float, default=4
+        Bottleneck reduction of the shared layer: it has
+        ``max(1, int(2 * sum(C_m) / ratio))`` units.
 
     Attributes
     ----------
     modalities : tuple of str
     channels : dict of str to int
+    hidden_features : int
+        Width of the shared layer.
     squeeze_fc : torch.nn.Linear
         The shared layer (joint representation of all squeeze vectors).
     gate_fcs : torch.nn.ModuleList
         One ``Linear`` per modality (modality order) producing its gate.
-    last_gates : dict of str to Tensor
-        Detached gates of the last forward call (for inspection).
+    last_gates, last_squeezes : dict of str to Tensor
+        Detached gates ``(N, C_m)`` and squeeze vectors ``(N, C_m)`` (before
+        any ablation) of the last forward call.
+
+    References
+    ----------
+    .. [Joze2020] H. R. V. Joze, A. Shaban, M. L. Iuzzolino and K. Koishida,
+       "MMTM: Multimodal Transfer Module for CNN Fusion", CVPR 2020.
+    .. [Wu2022] N. Wu, S. Jastrzebski, K. Cho and K. J. Geras,
+       "Characterizing and Overcoming the Greedy Nature of Learning in
+       Multi-modal Deep Neural Networks", ICML 2022.
 
     Examples
     --------
     >>> import torch
     >>> from mmexplain.modules import MMTM
     >>> block = MMTM({"a": 4, "b": 6})
+    >>> block.hidden_features  # int(2 * (4 + 6) / 4)
+    5
     >>> xa, xb = torch.randn(8, 4, 5, 5), torch.randn(8, 6, 3, 3)
     >>> ya, yb = block(xa, xb)
     >>> ya.shape, yb.shape
@@ -83,9 +114,12 @@ class MMTM(nn.Module):
     ['a', 'b']
     >>> block.running_gate("a").shape
     torch.Size([4])
+    >>> out = block(xa, xb, ablate="b", squeeze={"b": torch.zeros(6)})
     """
 
-    def __init__(self, channels: Mapping[str, int] | Sequence[int], ratio: int = 4):
+    def __init__(
+        self, channels: Mapping[str, int] | Sequence[int], ratio: float = 4
+    ) -> None:
         super().__init__()
         owner = type(self).__name__
         if isinstance(channels, Mapping):
@@ -99,13 +133,14 @@ class MMTM(nn.Module):
             raise ValueError(f"{owner} needs at least 2 modalities, got {len(names)}")
         if any(c < 1 for c in chans.values()):
             raise ValueError(f"{owner}: channels must all be >= 1, got {chans}")
-        if int(ratio) < 1:
-            raise ValueError(f"{owner}: ratio must be >= 1, got {ratio}")
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or ratio <= 0:
+            raise ValueError(f"{owner}: ratio must be a number > 0, got {ratio!r}")
         self.modalities: tuple[str, ...] = names
         self.channels: dict[str, int] = chans
-        self.ratio = int(ratio)
+        self.ratio = ratio
         total = sum(chans.values())
-        self.hidden_features = max(1, total // self.ratio)
+        # the authors' width: dim_out = int(2 * (dim_visual + dim_skeleton) / ratio)
+        self.hidden_features = max(1, int(2 * total / ratio))
         self.squeeze_fc = nn.Linear(total, self.hidden_features)
         self.gate_fcs = nn.ModuleList(
             nn.Linear(self.hidden_features, chans[m]) for m in names
@@ -115,6 +150,7 @@ class MMTM(nn.Module):
             self.register_buffer(f"running_squeeze_{m}", torch.zeros(chans[m]))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         self.last_gates: dict[str, Tensor] = {}
+        self.last_squeezes: dict[str, Tensor] = {}
 
     # -- running statistics ----------------------------------------------
     def running_gate(self, modality: str) -> Tensor:
@@ -122,7 +158,7 @@ class MMTM(nn.Module):
         return getattr(self, f"running_gate_{self._name(modality)}")
 
     def running_squeeze(self, modality: str) -> Tensor:
-        """Running (cumulative) average squeeze vector of ``modality``."""
+        """Running (cumulative, over training steps) average squeeze vector of ``modality``."""
         return getattr(self, f"running_squeeze_{self._name(modality)}")
 
     def reset_running_stats(self) -> None:
@@ -165,6 +201,7 @@ class MMTM(nn.Module):
         *features: Tensor | Mapping[str, Tensor] | Sequence[Tensor],
         rebalance: ModalitySelection = None,
         ablate: ModalitySelection = None,
+        squeeze: Mapping[str, Tensor] | None = None,
     ) -> tuple[Tensor, ...] | dict[str, Tensor]:
         """Re-scale every branch's features by its gate.
 
@@ -176,12 +213,16 @@ class MMTM(nn.Module):
             list/tuple.
         rebalance : str or sequence of str, optional
             Modalities whose gate is replaced by its running average (the
-            re-balancing step of seed 003, eq. 13-14: those branches get no
-            sample-specific cross-modal information).
+            re-balancing step of Wu et al., 2022, eq. 13-14: those branches get
+            no sample-specific cross-modal information).
         ablate : str or sequence of str, optional
-            Modalities whose squeeze vector is replaced by its running average
-            before the shared layer (seed 003, eq. 7: the other branches get no
+            Modalities whose squeeze vector is replaced by a constant before
+            the shared layer (Wu et al., 2022, eq. 7: the other branches get no
             sample-specific information from them).
+        squeeze : dict of str to Tensor, optional
+            The constant ``(C_m,)`` squeeze vector of ablated modalities (the
+            paper's: the trained model's average over the training split);
+            ablated modalities missing here use their running average.
 
         Returns
         -------
@@ -216,12 +257,17 @@ class MMTM(nn.Module):
                 )
         rebalanced = self._selection(rebalance, "rebalance")
         ablated = self._selection(ablate, "ablate")
+        given = self._squeeze_values(squeeze, ablated)
 
         squeezes = [x.flatten(2).mean(dim=2) if x.dim() > 2 else x for x in xs]
+        self.last_squeezes = {m: s.detach() for m, s in zip(self.modalities, squeezes)}
         joint_in = []
         for m, s in zip(self.modalities, squeezes):
             if m in ablated:
-                s = self.running_squeeze(m).to(s.dtype).expand_as(s)
+                value = given.get(m)
+                if value is None:
+                    value = self.running_squeeze(m)
+                s = value.to(device=s.device, dtype=s.dtype).expand_as(s)
             joint_in.append(s)
         h = torch.relu(self.squeeze_fc(torch.cat(joint_in, dim=1)))
         gates = [torch.sigmoid(fc(h)) for fc in self.gate_fcs]
@@ -251,14 +297,59 @@ class MMTM(nn.Module):
             return dict(zip(self.modalities, outs))
         return tuple(outs)
 
+    def _squeeze_values(
+        self, squeeze: Mapping[str, Tensor] | None, ablated: frozenset[str]
+    ) -> dict[str, Tensor]:
+        """``squeeze`` checked: known modalities, ablated ones only, shape (C_m,)."""
+        if squeeze is None:
+            return {}
+        if not isinstance(squeeze, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}: squeeze must be a dict modality -> (C_m,) "
+                f"tensor, got {type(squeeze).__name__}"
+            )
+        out = {}
+        for key, value in squeeze.items():
+            m = self._name(key)
+            if m not in ablated:
+                raise ValueError(
+                    f"{type(self).__name__}: squeeze given for {m!r}, which is not "
+                    f"ablated (ablate={sorted(ablated)})"
+                )
+            value = torch.as_tensor(value)
+            if value.shape != (self.channels[m],):
+                raise ValueError(
+                    f"{type(self).__name__}: the squeeze vector of {m!r} must have "
+                    f"shape ({self.channels[m]},), got {tuple(value.shape)}"
+                )
+            out[m] = value.detach()
+        return out
+
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, ratio={self.ratio}"
+        return (
+            f"channels={self.channels}, ratio={self.ratio}, "
+            f"hidden_features={self.hidden_features}"
+        )
 
     def __getstate__(self) -> dict:
         state = super().__getstate__() if hasattr(super(), "__getstate__") else None
         state = dict(self.__dict__ if state is None else state)
         state["last_gates"] = {}
+        state["last_squeezes"] = {}
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("last_squeezes", {})  # pickles from before it existed
+        super().__setstate__(state)
+
+
+def _rows(value: Any, start: int, stop: int, device: torch.device) -> Tensor:
+    """Rows ``start:stop`` of an array or tensor, as float32 on ``device``."""
+    if isinstance(value, Tensor):
+        rows = value[start:stop]
+    else:
+        rows = torch.from_numpy(np.ascontiguousarray(value[start:stop]))
+    return rows.to(device=device, dtype=torch.float32)
 
 
 class _Stage(nn.Sequential):
@@ -271,7 +362,7 @@ class _Stage(nn.Sequential):
 
 
 class MMTMNet(nn.Module):
-    """Intermediate-fusion classifier with MMTM blocks (seed 003).
+    """Intermediate-fusion classifier with MMTM blocks (Wu et al., 2022).
 
     One convolutional branch per image modality; branch ``m`` has one stage
     per width in ``channels`` (``Conv3x3 -> ReLU -> MaxPool2d(2)``, the pool
@@ -289,8 +380,10 @@ class MMTMNet(nn.Module):
         Number of classes.
     channels : tuple of int, default=(16, 32, 64)
         Width of each stage (one MMTM block per stage).
-    ratio : int, default=4
-        Bottleneck reduction of every MMTM block.
+    ratio : float, default=4
+        Bottleneck reduction of every MMTM block: its shared layer has
+        ``int(2 * M * c / ratio)`` units for stage width ``c`` (the authors'
+        width; see :class:`MMTM`).
 
     Attributes
     ----------
@@ -303,6 +396,9 @@ class MMTMNet(nn.Module):
     rebalance, ablate : str, sequence of str or None
         Defaults of the forward options of the same names (set them with
         :meth:`rebalancing` / :meth:`ablating`).
+    ablate_squeeze : list of dict or None
+        Per MMTM block, the squeeze vectors replacing the ablated modalities'
+        (set by ``ablating(m, squeeze=...)``; None: running averages).
     branch_logits : dict of str to Tensor
         Per-branch logits of the last forward call, **kept with their graph**
         so a training loop can use ``sum(CE(l, y) for l in
@@ -323,6 +419,11 @@ class MMTMNet(nn.Module):
     >>> groups = net.modality_parameters("gray")
     >>> sorted(groups)
     ['bypass', 'main']
+    >>> averages = net.squeeze_averages(X)  # the trained model's, in eval mode
+    >>> [tuple(a["color"].shape) for a in averages]
+    [(8,), (16,)]
+    >>> with net.ablating("color", squeeze=averages):
+    ...     out = net(**X)  # branch 'gray' gets no sample-specific colour signal
     """
 
     def __init__(
@@ -330,7 +431,7 @@ class MMTMNet(nn.Module):
         in_channels: dict[str, int],
         n_classes: int,
         channels: tuple[int, ...] = (16, 32, 64),
-        ratio: int = 4,
+        ratio: float = 4,
     ) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -370,6 +471,7 @@ class MMTMNet(nn.Module):
         )
         self.rebalance: ModalitySelection = None
         self.ablate: ModalitySelection = None
+        self.ablate_squeeze: list[dict[str, Tensor]] | None = None
         self.branch_logits: dict[str, Tensor] = {}
 
     @property
@@ -400,13 +502,17 @@ class MMTMNet(nn.Module):
         ----------
         rebalance, ablate : str or sequence of str, optional
             Override the module attributes of the same names for this call
-            (``None`` uses the attributes); passed to every MMTM block.
+            (``None`` uses the attributes); passed to every MMTM block. An
+            explicit ``ablate`` uses the running squeeze averages; the values
+            given to :meth:`ablating` apply to its own selection only.
         **X : Tensor
             One image batch ``(N, C_m, H_m, W_m)`` per modality.
         """
         owner = type(self).__name__
         _check_modalities(owner, self.modalities, X)
         rebalance = self.rebalance if rebalance is None else rebalance
+        # the squeeze values set by ablating(m, squeeze=...) go with its selection
+        given = self.ablate_squeeze if ablate is None and self.ablate else None
         ablate = self.ablate if ablate is None else ablate
         self._check_selection(rebalance, "rebalance")
         self._check_selection(ablate, "ablate")
@@ -426,7 +532,8 @@ class MMTMNet(nn.Module):
             hs.append(x)
         for i, block in enumerate(self.mmtms):
             hs = [self.branches[m][i](h) for m, h in zip(self.modalities, hs)]
-            hs = list(block(*hs, rebalance=rebalance, ablate=ablate))
+            squeeze = given[i] if given is not None else None
+            hs = list(block(*hs, rebalance=rebalance, ablate=ablate, squeeze=squeeze))
         logits = {
             m: self.heads[m](h.mean(dim=(2, 3))) for m, h in zip(self.modalities, hs)
         }
@@ -457,19 +564,165 @@ class MMTMNet(nn.Module):
             self.rebalance = old
 
     @contextlib.contextmanager
-    def ablating(self, modality: ModalitySelection) -> Iterator[MMTMNet]:
-        """Context manager: forward calls inside ablate ``modality`` (its
-        squeeze vectors replaced by their training averages)."""
+    def ablating(
+        self, modality: ModalitySelection, squeeze: SqueezeValues | None = None
+    ) -> Iterator[MMTMNet]:
+        """Context manager: forward calls inside ablate ``modality``.
+
+        In every MMTM block the ablated modalities' squeeze vectors are
+        replaced by constants, so the other branches receive no
+        sample-specific information from them (Wu et al., 2022, eq. 7).
+
+        Parameters
+        ----------
+        modality : str or sequence of str
+            The modalities to ablate.
+        squeeze : sequence or mapping, optional
+            The constants, per block: what :meth:`squeeze_averages` returns
+            (one ``{modality: (C_m,) tensor}`` per block; extra modalities are
+            ignored), or a mapping ``{block_index: tensor}`` when one modality
+            is ablated. The paper's choice is the trained model's average over
+            the training split, ``net.squeeze_averages(X_train)``. None uses
+            each block's running squeeze average (a cumulative mean over the
+            training steps, which mixes the weights' whole trajectory).
+        """
         self._check_selection(modality, "ablate")
-        old = self.ablate
-        self.ablate = modality
+        values = self._check_squeeze(modality, squeeze)
+        old = self.ablate, self.ablate_squeeze
+        self.ablate, self.ablate_squeeze = modality, values
         try:
             yield self
         finally:
-            self.ablate = old
+            self.ablate, self.ablate_squeeze = old
+
+    def _check_squeeze(
+        self, modality: ModalitySelection, squeeze: SqueezeValues | None
+    ) -> list[dict[str, Tensor]] | None:
+        """``squeeze`` as one ``{modality: tensor}`` per block, for ``modality``."""
+        if squeeze is None:
+            return None
+        owner = type(self).__name__
+        selected = [modality] if isinstance(modality, str) else list(modality or ())
+        n_blocks = len(self.mmtms)
+        if isinstance(squeeze, Mapping):
+            keys = sorted(squeeze)
+            if keys != list(range(n_blocks)):
+                raise ValueError(
+                    f"{owner}: squeeze needs one entry per MMTM block (keys "
+                    f"0..{n_blocks - 1}), got keys {keys}"
+                )
+            entries = [squeeze[i] for i in range(n_blocks)]
+        elif isinstance(squeeze, Sequence) and not isinstance(squeeze, str):
+            entries = list(squeeze)
+            if len(entries) != n_blocks:
+                raise ValueError(
+                    f"{owner}: squeeze needs one entry per MMTM block ({n_blocks}), "
+                    f"got {len(entries)}"
+                )
+        else:
+            raise TypeError(
+                f"{owner}: squeeze must be a list (one entry per MMTM block) or a "
+                f"dict block index -> entry, got {type(squeeze).__name__}"
+            )
+        device = next(self.parameters()).device
+        values = []
+        for i, entry in enumerate(entries):
+            if isinstance(entry, Tensor):
+                if len(selected) != 1:
+                    raise ValueError(
+                        f"{owner}: a bare tensor per block is for one ablated "
+                        f"modality; with {selected} pass {{modality: tensor}} per block"
+                    )
+                entry = {selected[0]: entry}
+            if not isinstance(entry, Mapping):
+                raise TypeError(
+                    f"{owner}: squeeze entry of block {i} must be a tensor or a dict "
+                    f"modality -> tensor, got {type(entry).__name__}"
+                )
+            missing = [m for m in selected if m not in entry]
+            if missing:
+                raise ValueError(
+                    f"{owner}: squeeze entry of block {i} lacks the ablated "
+                    f"modalities {missing}"
+                )
+            block = {}
+            for m in selected:
+                value = torch.as_tensor(entry[m])
+                width = self.mmtms[i].channels[m]
+                if value.shape != (width,):
+                    raise ValueError(
+                        f"{owner}: the squeeze vector of {m!r} in block {i} must have "
+                        f"shape ({width},), got {tuple(value.shape)}"
+                    )
+                block[m] = value.detach().to(device=device, dtype=torch.float32)
+            values.append(block)
+        return values
+
+    def squeeze_averages(
+        self, X: Mapping[str, Any], batch_size: int = 256
+    ) -> list[dict[str, Tensor]]:
+        """Average squeeze vector of every modality in every MMTM block over ``X``.
+
+        The model as it is now, in eval mode and without ablation or
+        re-balancing: for block ``i`` and modality ``m``, the mean over the
+        samples of ``X`` of the spatial mean of the features entering block
+        ``i`` from branch ``m``. With ``X`` the training split this is the
+        average that Wu et al. (2022, eq. 6) substitute for a removed modality
+        (their evaluation code computes it with the trained model). The
+        module's train/eval modes, options and buffers are left unchanged.
+
+        Parameters
+        ----------
+        X : mapping of str to array-like
+            ``{modality: (N, C_m, H, W)}`` NumPy arrays or tensors.
+        batch_size : int, default=256
+            Rows per forward call.
+
+        Returns
+        -------
+        list of dict of str to Tensor
+            One ``{modality: (C_m,) float32 tensor}`` per block, on the
+            module's device; pass it to :meth:`ablating` as ``squeeze=``.
+        """
+        owner = type(self).__name__
+        _check_modalities(owner, self.modalities, X)
+        n = len(X[self.modalities[0]])
+        if n < 1 or any(len(X[m]) != n for m in self.modalities):
+            raise ValueError(
+                f"{owner}.squeeze_averages needs the same number (>= 1) of rows "
+                "for every modality"
+            )
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        device = next(self.parameters()).device
+        sums: list[dict[str, Tensor]] = [{} for _ in self.mmtms]
+        modes = [(mod, mod.training) for mod in self.modules()]
+        options = self.rebalance, self.ablate, self.ablate_squeeze, self.branch_logits
+        self.rebalance = self.ablate = self.ablate_squeeze = None
+        self.eval()
+        try:
+            with torch.no_grad():
+                for start in range(0, n, int(batch_size)):
+                    stop = min(start + int(batch_size), n)
+                    self(
+                        **{m: _rows(X[m], start, stop, device) for m in self.modalities}
+                    )
+                    for block, total in zip(self.mmtms, sums):
+                        for m, s in block.last_squeezes.items():
+                            part = s.double().sum(dim=0)
+                            total[m] = part if m not in total else total[m] + part
+        finally:
+            for mod, was_training in modes:
+                mod.training = was_training
+            self.rebalance, self.ablate, self.ablate_squeeze, self.branch_logits = (
+                options
+            )
+            for block in self.mmtms:
+                block.last_squeezes = {}
+        return [{m: (t / n).float() for m, t in total.items()} for total in sums]
 
     def modality_parameters(self, modality: str) -> dict[str, list[nn.Parameter]]:
-        """Parameter groups for the conditional learning speed (seed 003).
+        """Parameter groups for the conditional learning speed (Wu et al., 2022).
 
         Parameters
         ----------
