@@ -181,8 +181,11 @@ class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         if int(np.prod(shape)) == z.shape[1] and len(shape) > 1:
             z = z.reshape(z.shape[0], *shape)
         if info is not None:
+            dtype = info[0]
+            if z.dtype.kind == "f" and not dtype.is_floating_point:
+                dtype = torch.float32  # scaled values of an integer/bool tensor
             return torch.as_tensor(
-                z, dtype=info[0] if z.dtype.kind == "f" else None, device=info[1]
+                z, dtype=dtype if z.dtype.kind == "f" else None, device=info[1]
             )
         return z
 
@@ -242,6 +245,13 @@ class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         """
         check_is_fitted(self, "transformers_")
         Xv = check_X(X, modalities=self.modalities_, ensure_finite=False)
+        for m, shape in self.input_shapes_.items():
+            got = tuple(int(d) for d in Xv[m].shape[1:])
+            if got != tuple(shape):
+                raise ValueError(
+                    f"modality {m!r} has per-sample shape {got} but the "
+                    f"ModalityTransformer was fitted on {tuple(shape)}"
+                )
         out = {}
         for m, est in self.transformers_.items():
             if est == "passthrough":

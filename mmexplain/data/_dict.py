@@ -134,8 +134,14 @@ class ModalityDict(dict):
             other = args[0]
             items.extend(other.items() if isinstance(other, Mapping) else other)
         items.extend(kwargs.items())
+        # validate every item against the result before changing anything, so
+        # a failed update leaves the mapping as it was
+        trial = ModalityDict.__new__(ModalityDict)
+        dict.update(trial, dict.items(self))
         for key, value in items:
-            self[key] = value
+            ModalityDict.__setitem__(trial, key, value)
+        for key, value in items:
+            super().__setitem__(key, dict.__getitem__(trial, key))
 
     def __ior__(self, other: Any) -> ModalityDict:  # type: ignore[override]
         self.update(other)
@@ -266,7 +272,7 @@ def to_tensor_dict(
     out: dict[str, torch.Tensor] = {}
     for k, v in X.items():
         if isinstance(v, torch.Tensor):
-            t = v
+            t = v.detach()  # never let training write into the caller's .grad
         else:
             # from_numpy shares memory; the .to() below makes the converted copy
             a = np.ascontiguousarray(np.asarray(v))

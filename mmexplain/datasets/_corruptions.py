@@ -146,6 +146,8 @@ def add_gaussian_noise(
     ------
     ValueError
         Unknown modality, negative variance or an invalid ``clip``.
+    TypeError
+        A complex-valued modality.
 
     Examples
     --------
@@ -157,6 +159,11 @@ def add_gaussian_noise(
     (0.25, 0.0)
     """
     data = _get_modality(X, modality)
+    if data.is_complex() if isinstance(data, torch.Tensor) else data.dtype.kind == "c":
+        raise TypeError(
+            f"modality {modality!r} has complex dtype {data.dtype}: Gaussian noise is "
+            "defined here for real-valued modalities"
+        )
     if (
         not isinstance(variance, Real)
         or isinstance(variance, bool)

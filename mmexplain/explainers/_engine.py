@@ -157,7 +157,7 @@ class EvaluationEngine:
         self.device = adapter.device
         self.show_progress = show_progress
         self.desc = desc
-        self.y = None if y is None else torch.as_tensor(np.asarray(y)).to(self.device)
+        self.y = None if y is None else torch.as_tensor(np.array(y)).to(self.device)
         self.lo, self.hi = row_share(self.n)
         self.head_calls = 0
         self._checked_labels = False

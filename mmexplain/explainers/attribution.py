@@ -134,7 +134,7 @@ class GradientModalityAttribution(BaseModalityExplainer):
         n, dev = len(ctx.X), adapter.device
         y_t = None
         if ctx.y is not None and self.output == "true":
-            y_t = torch.as_tensor(ctx.y).to(dev)
+            y_t = torch.as_tensor(np.array(ctx.y)).to(dev)
         lo, hi = row_share(n)
         blocks = [
             slice(s, min(s + int(self.batch_size), hi))
