@@ -10,6 +10,7 @@ anything.
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -21,11 +22,30 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 #: example script -> figures it must write
 EXPECTED = {
-    "quickstart.py": ["quickstart_permutation.png", "quickstart_shap_beeswarm.png"],
+    "quickstart.py": [
+        "quickstart_permutation.png",
+        "quickstart_explainers.png",
+        "quickstart_shap_beeswarm.png",
+    ],
+    "which_explainer.py": [
+        "which_explainer_shares.png",
+        "which_explainer_rates_runtime.png",
+        "which_explainer_shap_bar.png",
+        "which_explainer_shap_waterfall.png",
+    ],
     "grid_search_balance.py": ["grid_search_balance.png"],
     "segmentation_utilization.py": [
         "segmentation_utilization.png",
+        "segmentation_per_class_iou.png",
+        "segmentation_class_utilization.png",
+        "segmentation_pixel_maps.png",
         "segmentation_rgb_blackout.png",
+    ],
+    "mu_over_epochs.py": ["mu_over_epochs.png", "mu_over_epochs_accuracy.png"],
+    "blackout_sweep.py": ["blackout_sweep.png"],
+    "duplicated_modality.py": [
+        "duplicated_modality.png",
+        "duplicated_modality_conditional.png",
     ],
     "colored_digits_conditional.py": ["colored_digits_conditional.png"],
     "noise_robustness.py": ["noise_robustness.png"],
@@ -46,6 +66,7 @@ EXPECTED = {
         "ogm_ge_and_valuation.png",
         "ogm_ge_coefficients.png",
     ],
+    "out_of_core.py": ["out_of_core_explainers.png"],
 }
 
 TIMEOUT_S = 180
@@ -105,9 +126,32 @@ def example_run(tmp_path_factory):
             proc.wait()
 
 
+def test_every_example_is_smoke_tested_and_in_gallery_format():
+    """Each script is listed above and has what sphinx-gallery needs."""
+    scripts = sorted(
+        p.name for p in EXAMPLES_DIR.glob("*.py") if not p.name.startswith("_")
+    )
+    assert scripts == sorted(EXPECTED)
+    assert len(scripts) >= 12
+    for name in scripts:
+        source = (EXAMPLES_DIR / name).read_text()
+        docstring = ast.get_docstring(ast.parse(source), clean=False)
+        assert docstring, f"{name} has no module docstring"
+        title, underline = docstring.strip("\n").splitlines()[:2]
+        assert set(underline) == {"="} and len(underline) >= len(title), (
+            f"{name}: the docstring must start with a title underlined by '='"
+        )
+        assert "\n# %%\n" in source, f"{name} has no '# %%' cells"
+        for variable in ("MMEXPLAIN_QUICK", "MMEXPLAIN_EXAMPLES_OUT"):
+            assert variable in source, f"{name} ignores {variable}"
+        assert "matplotlib.use(" not in source, (
+            f"{name} sets a backend; the gallery's scraper and MPLBACKEND choose it"
+        )
+
+
 @pytest.mark.parametrize("script", list(EXPECTED))
 def test_example_runs_and_writes_figures(script, example_run):
-    if script == "quickstart.py":
+    if script in ("quickstart.py", "which_explainer.py"):
         pytest.importorskip("shap")
     proc, out, log = example_run(script)
     try:

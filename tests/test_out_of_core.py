@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from mmexplain import ModalityDict, MMTMNet, MultimodalClassifier
+from mmexplain import MMTMNet, ModalityDict, MultimodalClassifier
 from mmexplain.data.sources import ArraySource, DatasetSource, as_source
 from mmexplain.datasets import make_multimodal_classification
 from mmexplain.explainers import (
@@ -166,7 +166,11 @@ def test_dataset_errors_name_the_modality(tabular, tmp_path):
 def test_sources_read_rows_by_index(tabular):
     X, y, _, root, mm = tabular
     idx = np.array([3, 1, 159])
-    for src in (as_source(X), ArraySource(mm), as_source(NpyFolder(root, X.modalities, y))):
+    for src in (
+        as_source(X),
+        ArraySource(mm),
+        as_source(NpyFolder(root, X.modalities, y)),
+    ):
         rows = src.take(idx, modalities=["b"])
         assert list(rows) == ["b"] and rows["b"].dtype == torch.float32
         np.testing.assert_array_equal(rows["b"].numpy(), X["b"][idx])
@@ -200,22 +204,27 @@ def test_fit_on_a_dataset_gives_the_in_memory_weights(tabular, balancer):
     }[balancer]
     kw = dict(max_epochs=3, batch_size=32, random_state=3)
     ref = MultimodalClassifier(balancer=make(), **kw).fit(X, y)
-    ds = MultimodalClassifier(balancer=make(), **kw).fit(NpyFolder(root, X.modalities, y), None)
+    ds = MultimodalClassifier(balancer=make(), **kw).fit(
+        NpyFolder(root, X.modalities, y), None
+    )
     mem = MultimodalClassifier(balancer=make(), **kw).fit(mm, y)
     for other in (ds, mem):
         for k, v in _weights(ref).items():
             torch.testing.assert_close(_weights(other)[k], v, rtol=1e-5, atol=1e-6)
     if balancer == "valuation":
-        assert ds.history[-1, "valuation_extra_samples"] == ref.history[
-            -1, "valuation_extra_samples"
-        ]
+        assert (
+            ds.history[-1, "valuation_extra_samples"]
+            == ref.history[-1, "valuation_extra_samples"]
+        )
 
 
 def test_predict_score_partial_fit_on_a_dataset(tabular):
     X, y, clf, root, mm = tabular
     ds = NpyFolder(root, X.modalities, y)
     np.testing.assert_allclose(clf.predict_proba(ds), clf.predict_proba(X), rtol=1e-5)
-    np.testing.assert_array_equal(clf.predict(NpyFolder(root, X.modalities)), clf.predict(X))
+    np.testing.assert_array_equal(
+        clf.predict(NpyFolder(root, X.modalities)), clf.predict(X)
+    )
     assert clf.score(ds, y) == pytest.approx(clf.score(X, y))
     np.testing.assert_allclose(clf.predict_proba(mm), clf.predict_proba(X), rtol=1e-5)
     a = MultimodalClassifier(max_epochs=1, random_state=0).partial_fit(ds, None)
@@ -230,7 +239,9 @@ def test_memmap_modality_dict_in_model_selection(tabular):
     from sklearn.model_selection import GridSearchCV, train_test_split
 
     X, y, _, _, mm = tabular
-    Xtr, Xte, ytr, yte = train_test_split(mm, y, test_size=0.25, random_state=0, stratify=y)
+    Xtr, Xte, ytr, yte = train_test_split(
+        mm, y, test_size=0.25, random_state=0, stratify=y
+    )
     assert isinstance(Xtr, ModalityDict) and len(Xte) == 40
     search = GridSearchCV(
         MultimodalClassifier(max_epochs=2, random_state=0),

@@ -140,7 +140,7 @@ class ModalityDict(dict):
         dict.update(trial, dict.items(self))
         for key, value in items:
             ModalityDict.__setitem__(trial, key, value)
-        for key, value in items:
+        for key, _ in items:
             super().__setitem__(key, dict.__getitem__(trial, key))
 
     def __ior__(self, other: Any) -> ModalityDict:  # type: ignore[override]
