@@ -118,11 +118,13 @@ def modality_report(
         "conditional": ConditionalUtilization(
             ablation="auto", show_progress=show_progress
         ),
-        # the report describes |S| x correct with zeroed embeddings: say so
-        # explicitly rather than rely on the defaults
+        # the report describes the true-class probability with absent modalities
+        # zeroed (embeddings, or inputs for other models): say so explicitly
+        # rather than rely on the defaults. The paper's |S| x correct value
+        # credits a modality for being present, so it is not used to report use.
         "shapley": ModalityShapley(
-            value="correct",
-            baseline="zeros",
+            value="probability",
+            baseline="auto",
             n_samples=None if M <= 10 else 100,
             random_state=random_state,
             show_progress=show_progress,
@@ -216,7 +218,7 @@ def _print_report(
         "\nMU %: permutation modality utilization (share of the loss increase when the modality's rows are\n"
         f"permuted, mean of {args.repeats} repeats, +- its std); u(m|rest): relative accuracy lost when the modality is\n"
         "ablated (mean embedding for late-fusion networks); Shapley: mean per-sample Shapley value\n"
-        "(|S| x correct, zeroed embeddings); grad x in %: gradient x input attribution share at the\n"
+        "(true-class probability, absent modalities zeroed); grad x in %: gradient x input share at the\n"
         "encoder outputs."
     )
     if args.plot:
