@@ -989,9 +989,7 @@ def test_valuation_modality_level_adds_samples_for_the_larger_gap(fake_phi):
     keep = rows[KEEP_ROWS][50:]
     assert bool((keep[:, 0] == 0).all()) and bool((keep[:, 1] == 1).all())
     src = X_ep["a"][50:, 0].long()
-    assert torch.equal(y_ep[50:], yt[src]) and torch.equal(
-        X_ep["b"][50:], Xt["b"][src]
-    )
+    assert torch.equal(y_ep[50:], yt[src]) and torch.equal(X_ep["b"][50:], Xt["b"][src])
     assert clf.balancer_.counts_ == {"a": 0, "b": 23}
     # alpha scales the number of extra samples
     clf2, Xt, yt = valuation_setup(n=50, level="modality", warmup_epochs=0, alpha=2.5)
