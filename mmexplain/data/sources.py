@@ -330,11 +330,13 @@ class DatasetSource(RowSource):
                 f"but {self._shapes[m]} in the first item of the Dataset"
             )
         if t.is_floating_point():
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(
-                    f"modality {m!r} contains NaN or infinite values in the Dataset"
-                )
+            # one pass: finite as float32 (the dtype the models compute in); only
+            # a batch that fails is looked at again, to say why
             if not bool(torch.isfinite(t.to(torch.float32)).all()):
+                if not bool(torch.isfinite(t).all()):
+                    raise ValueError(
+                        f"modality {m!r} contains NaN or infinite values in the Dataset"
+                    )
                 raise ValueError(
                     f"modality {m!r} has values too large for float32 in the Dataset"
                 )

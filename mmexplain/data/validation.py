@@ -80,13 +80,15 @@ def _check_finite_float32(name: str, value: Any) -> None:
     """
     for sl in _row_chunks(value):
         chunk = value[sl]
+        # one pass, in float32 (no copy when the data already are float32);
+        # a failing chunk is looked at again only to say why
         if isinstance(chunk, torch.Tensor):
-            raw_ok = bool(torch.isfinite(chunk).all())
-            ok = raw_ok and bool(torch.isfinite(chunk.to(torch.float32)).all())
+            ok = bool(torch.isfinite(chunk.to(torch.float32)).all())
+            raw_ok = ok or bool(torch.isfinite(chunk).all())
         else:
-            raw_ok = bool(np.isfinite(chunk).all())
             with np.errstate(over="ignore"):
-                ok = raw_ok and bool(np.isfinite(chunk.astype(np.float32)).all())
+                ok = bool(np.isfinite(chunk.astype(np.float32, copy=False)).all())
+            raw_ok = ok or bool(np.isfinite(chunk).all())
         if not raw_ok:
             raise ValueError(f"modality {name!r} contains NaN or infinite values")
         if not ok:

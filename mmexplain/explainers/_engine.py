@@ -191,22 +191,31 @@ class EvaluationEngine:
         None if the cache would exceed ``limit`` bytes.
         """
         blocks = _blocks(self.lo, self.hi, self.batch_size)
-        parts: dict[str, list[torch.Tensor]] = {m: [] for m in self.modalities}
+        local: dict[str, torch.Tensor] = {}
         with eval_mode(self.adapter.module), torch.inference_mode():
             stream = self.source.stream([(b, None) for b in blocks], device=self.device)
-            for k, Xb in enumerate(stream):
+            for sl, Xb in zip(blocks, stream):
                 Zb = self._encode(Xb)
-                if k == 0 and limit is not None:
+                if not local:
                     row = sum(z[0].numel() * z.element_size() for z in Zb.values())
-                    if row * self.n > limit:
+                    if limit is not None and row * self.n > limit:
                         return None
+                    # one preallocated table per modality: no list of blocks to
+                    # concatenate (which doubled the peak and fragmented memory)
+                    local = {
+                        m: torch.empty(
+                            (self.hi - self.lo, *z.shape[1:]),
+                            dtype=z.dtype,
+                            device=z.device,
+                        )
+                        for m, z in Zb.items()
+                    }
                 for m in self.modalities:
-                    parts[m].append(Zb[m])
-        out = {}
-        for m in self.modalities:
-            local = torch.cat(parts[m]) if parts[m] else self._empty_embedding(m)
-            out[m] = all_gather_rows(local, self.n)
-        return out
+                    local[m][sl.start - self.lo : sl.stop - self.lo] = Zb[m]
+        return {
+            m: all_gather_rows(local[m] if local else self._empty_embedding(m), self.n)
+            for m in self.modalities
+        }
 
     def _empty_embedding(self, m: str) -> torch.Tensor:
         shape = self._embedding_shape(m)
@@ -227,6 +236,8 @@ class EvaluationEngine:
         data being explained), of embeddings on the embedding path and of
         inputs on the full-forward path.
         """
+        if kind in ("zero_input", "mean_input"):
+            return self._input_baseline(modality, kind, reference)
         if kind == "zeros":
             shape = (
                 self._embedding_shape(modality)
@@ -239,6 +250,39 @@ class EvaluationEngine:
         else:
             raise ValueError(f"unknown baseline {kind!r}")
         return Baseline(name=f"{kind}:{modality}", row=row)
+
+    def _input_baseline(self, modality: str, kind: str, reference: Any) -> Baseline:
+        """A constant *input* row (zeros or the mean input), in the engine's space.
+
+        On the embedding path the row is encoded once: encoders in eval mode are
+        per-sample functions, so the embedding of a constant input is a constant
+        embedding row, and replacing the input equals replacing the embedding by
+        it (exact, and the fusion head alone runs per coalition).
+        """
+        if kind == "zero_input":
+            shape = self.source.row_shapes[modality]
+            row = torch.zeros((1, *shape), device=self.device)
+        else:
+            row = self._mean_input_row(modality, reference)
+        if self.path == "embeddings":
+            probe = self.source.take(slice(0, 1), device=self.device)
+            probe[modality] = row
+            with eval_mode(self.adapter.module), torch.inference_mode():
+                row = self._encode(probe)[modality]
+        return Baseline(name=f"{kind}:{modality}", row=row)
+
+    def _mean_input_row(self, modality: str, reference: Any) -> torch.Tensor:
+        """Mean input row of ``modality`` over ``reference`` (default: the data)."""
+        source = self.source if reference is None else as_source(reference)
+        n = len(source)
+        lo, hi = row_share(n)
+        blocks = _blocks(lo, hi, self.batch_size)
+        total = torch.zeros(
+            (1, *source.row_shapes[modality]), dtype=torch.float64, device=self.device
+        )
+        for Xb in source.stream([(b, [modality]) for b in blocks], device=self.device):
+            total += Xb[modality].double().sum(dim=0, keepdim=True)
+        return (all_reduce_sum(total) / n).float()
 
     def _mean_row(self, modality: str, reference: Any) -> torch.Tensor:
         """Mean of ``modality`` (embedding or input) over ``reference`` or the data."""

@@ -188,9 +188,12 @@ class ConditionalUtilization(BaseModalityExplainer):
             raise TypeError(
                 "ConditionalUtilization needs a named scoring ('accuracy', 'loss', ...)"
             )
+        # an input-mean ablation of an encode/fuse model runs on the embeddings:
+        # the encoded mean input is a constant embedding row (exact)
         engine = self._engine(
             ctx,
-            fast=ablation in ("mean", "zeros"),
+            fast=ablation in ("mean", "zeros")
+            or (ablation != "mmtm" and ctx.adapter.split),
             desc="conditional utilization",
             needs_index=False,
         )
@@ -202,7 +205,9 @@ class ConditionalUtilization(BaseModalityExplainer):
                 engine, modalities, scoring, averages
             )
         else:
-            kind = "zeros" if ablation == "zeros" else "mean"
+            kind = {"zeros": "zeros", "mean": "mean", "input_mean": "mean_input"}[
+                ablation
+            ]
             perturbations = [Perturbation()] + [
                 Perturbation({m: engine.baseline(m, kind, reference=reference)})
                 for m in modalities

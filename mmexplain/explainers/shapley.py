@@ -200,11 +200,17 @@ class ModalityShapley(BaseModalityExplainer):
         baseline = self._resolve_baseline(ctx)
         on_embeddings = baseline in ("zeros", "mean")
         reference = self._reference(ctx)
+        # input baselines run on the embeddings too when the model has encode/fuse
+        # (the encoded constant input is a constant embedding row: exact)
         engine = self._engine(
-            ctx, fast=on_embeddings, desc="modality Shapley", needs_index=False
+            ctx,
+            fast=on_embeddings or ctx.adapter.split,
+            desc="modality Shapley",
+            needs_index=False,
         )
-        kind = "zeros" if baseline in ("zeros", "zero_input") else "mean"
-        absent = {m: engine.baseline(m, kind, reference=reference) for m in modalities}
+        absent = {
+            m: engine.baseline(m, baseline, reference=reference) for m in modalities
+        }
         exact = self.n_samples is None and M <= self.max_exact
         if self.n_samples is None and not exact:
             warnings.warn(
