@@ -13,7 +13,16 @@ __all__ = ["check_target", "confusion_counts", "mean_iou", "utilization_distance
 def confusion_counts(
     y_true: Any, y_pred: Any, n_classes: int, ignore_index: int | None = None
 ) -> np.ndarray:
-    """Confusion matrix ``(n_classes, n_classes)`` over all pixels (rows: truth)."""
+    """Confusion matrix ``(n_classes, n_classes)`` over all pixels (rows: truth).
+
+    Examples
+    --------
+    >>> from mmexplain.metrics import confusion_counts
+    >>> confusion_counts([0, 1, 1, 2], [0, 1, 2, 2], n_classes=3)
+    array([[1, 0, 0],
+           [0, 1, 1],
+           [0, 0, 1]])
+    """
     t = np.asarray(y_true).ravel()
     p = np.asarray(y_pred).ravel()
     if t.shape != p.shape:
@@ -71,6 +80,14 @@ def utilization_distance(
     ``shares`` and ``target`` may be percentages or fractions (each is
     normalized to sum to 1); ``target=None`` is the uniform distribution.
     Mappings are aligned by modality name.
+
+    Examples
+    --------
+    >>> from mmexplain.metrics import utilization_distance
+    >>> utilization_distance([75, 25])
+    0.25
+    >>> round(utilization_distance({"a": 60, "b": 40}, {"b": 0.5, "a": 0.5}), 6)
+    0.1
     """
     if isinstance(shares, Mapping):
         names = list(shares)
@@ -105,6 +122,16 @@ def check_target(
     """Validate a utilization target ``{modality: share}`` that must sum to 1.
 
     Returns the target in modality order; ``None`` stays ``None``.
+
+    Examples
+    --------
+    >>> from mmexplain.metrics import check_target
+    >>> check_target({"b": 0.25, "a": 0.75}, ("a", "b"))
+    {'a': 0.75, 'b': 0.25}
+    >>> check_target({"a": 0.5, "b": 0.6}, ("a", "b"))
+    Traceback (most recent call last):
+        ...
+    ValueError: target shares must sum to 1, got 1.1 from {'a': 0.5, 'b': 0.6}
     """
     if target is None:
         return None

@@ -49,6 +49,24 @@ class ModalityExplanation:
     shares : ndarray of shape (M,)
         Share of each modality in percent; sums to 100 where defined (NaN
         when no modality contributes).
+
+    Examples
+    --------
+    Building a result from its fields returns the method's subclass:
+
+    >>> import numpy as np
+    >>> from mmexplain import ModalityExplanation
+    >>> expl = ModalityExplanation(
+    ...     modalities=("a", "b"), method="permutation", params={"n_repeats": 2},
+    ...     shares=[75, 25], importances=np.array([[0.3, 0.3], [0.1, 0.1]]),
+    ...     importances_mean=np.array([0.3, 0.1]), importances_std=np.zeros(2),
+    ...     baseline_score=0.9, scoring="accuracy")
+    >>> expl
+    PermutationExplanation(method='permutation', a=75.0%, b=25.0%)
+    >>> expl.shares_by_modality
+    {'a': 75.0, 'b': 25.0}
+    >>> expl.as_dict()["importances_mean"]
+    {'a': 0.3, 'b': 0.1}
     """
 
     #: the method's own fields (set by subclasses)
@@ -210,6 +228,21 @@ class PermutationExplanation(ModalityExplanation):
     baseline_score : float
         The unpermuted score.
     scoring : str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.results import PermutationExplanation
+    >>> expl = PermutationExplanation(
+    ...     modalities=("a", "b"), method="permutation", params={"n_repeats": 2},
+    ...     shares=[75, 25], importances=np.array([[0.2, 0.4], [0.1, 0.1]]),
+    ...     importances_mean=np.array([0.3, 0.1]),
+    ...     importances_std=np.array([0.1, 0.0]), baseline_score=0.9,
+    ...     scoring="accuracy")
+    >>> expl.as_dict()["baseline_score"]
+    0.9
+    >>> expl.share_errors().round(2)
+    array([6.67, 6.67])
     """
 
     method_name = "permutation"
@@ -251,6 +284,20 @@ class ConditionalExplanation(ModalityExplanation):
     d_util : float or None
         ``u(m1 | m0) - u(m0 | m1)`` for two modalities.
     scoring : str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain import ModalityExplanation
+    >>> expl = ModalityExplanation(
+    ...     modalities=("a", "b"), method="conditional", params={}, shares=[80, 20],
+    ...     score_full=0.9, score_without=np.array([0.5, 0.8]),
+    ...     score_reference=np.array([0.9, 0.9]), rates=np.array([0.4, 0.1]),
+    ...     d_util=-0.3, scoring="accuracy")
+    >>> expl
+    ConditionalExplanation(method='conditional', a=80.0%, b=20.0%)
+    >>> expl.as_dict()["rates"], expl.as_dict()["d_util"]
+    ({'a': 0.4, 'b': 0.1}, -0.3)
     """
 
     method_name = "conditional"
@@ -278,6 +325,19 @@ class ShapleyExplanation(ModalityExplanation):
     mean_values : ndarray (M,)
     standard_errors : ndarray (N, M) or None
         Monte-Carlo standard errors (None when exact).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain import ModalityExplanation
+    >>> expl = ModalityExplanation(
+    ...     modalities=("a", "b"), method="shapley", params={}, shares=[60, 40],
+    ...     values=np.array([[0.4, 0.1], [0.2, 0.3]]), base_values=np.array([0.5, 0.5]),
+    ...     mean_values=np.array([0.3, 0.2]))
+    >>> type(expl).__name__
+    'ShapleyExplanation'
+    >>> expl.as_dict()["mean_values"]
+    {'a': 0.3, 'b': 0.2}
     """
 
     method_name = "shapley"
@@ -313,6 +373,18 @@ class AttributionExplanation(ModalityExplanation):
     ----------
     sample_shares : ndarray (N, M)
         Per-sample attribution shares (rows sum to 1; NaN where undefined).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain import ModalityExplanation
+    >>> expl = ModalityExplanation(
+    ...     modalities=("a", "b"), method="attribution", params={}, shares=[70, 30],
+    ...     sample_shares=np.array([[0.6, 0.4], [0.8, 0.2]]))
+    >>> expl
+    AttributionExplanation(method='attribution', a=70.0%, b=30.0%)
+    >>> expl.share_errors().round(2)
+    array([7.07, 7.07])
     """
 
     method_name = "attribution"

@@ -369,12 +369,13 @@ class EvaluationEngine:
         if self.cache is not None:
             if spec is None:
                 return self.cache[m][sl]
-            idx = device_index.get(id(spec))
+            # only this block's slice of the row index goes to the device
+            key = (id(spec), sl.start)
+            idx = device_index.get(key)
             if idx is None:
-                idx = device_index[id(spec)] = torch.as_tensor(
-                    np.asarray(spec), dtype=torch.long
-                ).to(self.device)
-            return self.cache[m].index_select(0, idx[sl])
+                rows = np.asarray(spec[sl], dtype=np.int64)
+                idx = device_index[key] = torch.from_numpy(rows).to(self.device)
+            return self.cache[m].index_select(0, idx)
         if spec is None:
             return block[("own", None)][m]
         return block[(id(spec), m)][m]
