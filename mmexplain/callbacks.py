@@ -17,6 +17,17 @@ class EpochProgressBar(Callback):
     desc : str, default='training'
     keys : tuple of str, default=('train_loss', 'valid_loss', 'valid_acc')
         History entries shown when present.
+
+    Examples
+    --------
+    >>> from mmexplain import MultimodalClassifier
+    >>> from mmexplain.callbacks import EpochProgressBar
+    >>> from mmexplain.datasets import make_multimodal_classification
+    >>> X, y = make_multimodal_classification(n_samples=100, random_state=0)
+    >>> clf = MultimodalClassifier(max_epochs=2, random_state=0,
+    ...                            callbacks=[EpochProgressBar(desc="fit")]).fit(X, y)
+    >>> len(clf.history)
+    2
     """
 
     def __init__(
@@ -143,6 +154,23 @@ class ConditionalLearningSpeed(Callback):
        Overcoming the Greedy Nature of Learning in Multi-modal Deep Neural
        Networks", International Conference on Machine Learning (ICML), 2022.
        :arxiv:`2202.05306`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain import MMTMNet, MultimodalClassifier
+    >>> from mmexplain.callbacks import ConditionalLearningSpeed
+    >>> rng = np.random.RandomState(0)
+    >>> X = {"gray": rng.rand(32, 1, 8, 8).astype("float32"),
+    ...      "color": rng.rand(32, 3, 8, 8).astype("float32")}
+    >>> y = rng.randint(0, 2, 32)
+    >>> clf = MultimodalClassifier(MMTMNet, module__channels=(4, 8), max_epochs=1,
+    ...                            random_state=0,
+    ...                            callbacks=[ConditionalLearningSpeed()]).fit(X, y)
+    >>> sorted(clf.history[-1, "learning_speed"])
+    ['color', 'gray']
+    >>> isinstance(clf.history[-1, "d_speed"], float)
+    True
     """
 
     def on_train_begin(

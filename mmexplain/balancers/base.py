@@ -86,6 +86,31 @@ class EpochData(NamedTuple):
     this works out of core). ``rows`` maps names to tensors with one entry
     per row of the epoch's data; each batch's slice is passed to the batch
     hooks as ``rows=``.
+
+    Examples
+    --------
+    A balancer that trains every epoch on each row twice, flagging the copies:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from mmexplain import MultimodalClassifier
+    >>> from mmexplain.balancers import Balancer, EpochData
+    >>> from mmexplain.datasets import make_multimodal_classification
+    >>> class Twice(Balancer):
+    ...     def epoch_started(self, net, *, epoch, X, y, **kwargs):
+    ...         n = len(y)
+    ...         return EpochData(X=None, y=y.repeat(2),
+    ...                          rows={"copy": torch.arange(2 * n) >= n},
+    ...                          index=np.tile(np.arange(n), 2))
+    ...     def transform_batch(self, net, *, X, y, rows=None, **kwargs):
+    ...         self.seen_ = getattr(self, "seen_", 0) + len(y)
+    ...         self.copies_ = getattr(self, "copies_", 0) + int(rows["copy"].sum())
+    ...         return X, y
+    >>> X, y = make_multimodal_classification(n_samples=100, random_state=0)
+    >>> clf = MultimodalClassifier(balancer=Twice(), max_epochs=1,
+    ...                            random_state=0).fit(X, y)
+    >>> clf.balancer_.seen_, clf.balancer_.copies_
+    (200, 100)
     """
 
     X: Mapping[str, torch.Tensor] | None
@@ -169,6 +194,25 @@ class Balancer(BaseEstimator):
     Subclasses list the model capabilities they need in ``requires`` (keys of
     :data:`mmexplain.modules.contract.CAPABILITIES`); :meth:`check_model`
     checks them with :func:`~mmexplain.modules.contract.require`.
+
+    Examples
+    --------
+    A balancer that overrides one hook, training with modality ``'b'`` zeroed:
+
+    >>> import torch
+    >>> from mmexplain import MultimodalClassifier
+    >>> from mmexplain.balancers import Balancer
+    >>> from mmexplain.datasets import make_multimodal_classification
+    >>> class ZeroB(Balancer):
+    ...     def transform_batch(self, net, *, X, y, rows=None, **kwargs):
+    ...         return {**X, "b": torch.zeros_like(X["b"])}, y
+    >>> X, y = make_multimodal_classification(n_samples=100, random_state=0)
+    >>> clf = MultimodalClassifier(balancer=ZeroB(), max_epochs=1,
+    ...                            random_state=0).fit(X, y)
+    >>> clf.balancer_
+    ZeroB()
+    >>> clf.balancer_ is clf.balancer  # the fitted copy is a clone
+    False
     """
 
     #: capabilities the balancer needs from the module

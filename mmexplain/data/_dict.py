@@ -237,19 +237,52 @@ class ModalityDict(dict):
 # row helpers
 # ----------------------------------------------------------------------------
 def n_samples(X: Mapping[str, Any]) -> int:
-    """Number of samples of a modality mapping (first dimension of its values)."""
+    """Number of samples of a modality mapping (first dimension of its values).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data import n_samples
+    >>> n_samples({"eo": np.zeros((4, 2)), "sar": np.zeros((4, 1, 2, 2))})
+    4
+    """
     if isinstance(X, ModalityDict):
         return len(X)
     return _first_dim(next(iter(X.values())))
 
 
 def take_rows(X: Mapping[str, Any], index: Any) -> ModalityDict:
-    """Rows ``index`` of every modality, as a new :class:`ModalityDict`."""
+    """Rows ``index`` of every modality, as a new :class:`ModalityDict`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data import take_rows
+    >>> X = {"eo": np.arange(8.0).reshape(4, 2), "sar": np.ones((4, 1, 2, 2))}
+    >>> Xs = take_rows(X, [0, 2])
+    >>> Xs
+    ModalityDict(n_samples=2, {'eo': ndarray(2, 2), 'sar': ndarray(2, 1, 2, 2)})
+    >>> Xs["eo"]
+    array([[0., 1.],
+           [4., 5.]])
+    """
     return ModalityDict({k: _index_rows(v, index) for k, v in X.items()})
 
 
 def permute_rows(X: Mapping[str, Any], modality: str, permutation: Any) -> ModalityDict:
-    """A new mapping where only ``modality``'s rows are reordered by ``permutation``."""
+    """A new mapping where only ``modality``'s rows are reordered by ``permutation``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data import permute_rows
+    >>> X = {"eo": np.arange(4.0).reshape(4, 1), "sar": np.arange(4.0).reshape(4, 1)}
+    >>> Xp = permute_rows(X, "eo", [3, 2, 1, 0])
+    >>> Xp["eo"].ravel(), Xp["sar"].ravel()
+    (array([3., 2., 1., 0.]), array([0., 1., 2., 3.]))
+    >>> X["eo"].ravel()  # the input is left as it was
+    array([0., 1., 2., 3.])
+    """
     if modality not in X:
         raise ValueError(f"unknown modality {modality!r}; expected one of {list(X)}")
     out = ModalityDict(dict(X.items()))
@@ -268,6 +301,14 @@ def to_tensor_dict(
     Returns new tensors whenever a conversion is needed; never writes into the
     caller's arrays (a tensor that already has the right dtype and device is
     returned as is, and is only ever read).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data import to_tensor_dict
+    >>> T = to_tensor_dict({"eo": np.zeros((4, 2)), "sar": [[1], [2], [3], [4]]})
+    >>> {m: (t.dtype, tuple(t.shape)) for m, t in T.items()}
+    {'eo': (torch.float32, (4, 2)), 'sar': (torch.float32, (4, 1))}
     """
     out: dict[str, torch.Tensor] = {}
     for k, v in X.items():

@@ -37,6 +37,18 @@ class ModalityDataset(Dataset):
     ``X`` is converted once to ``float32`` tensors (the caller's arrays are
     never modified); ``y`` to a tensor. Indexing one sample returns
     ``({modality: tensor}, target)`` so that a ``DataLoader`` also works.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data import ModalityDataset
+    >>> X = {"eo": np.arange(8).reshape(4, 2), "sar": np.ones((4, 1, 2, 2))}
+    >>> ds = ModalityDataset(X, y=[0, 1, 0, 1])
+    >>> len(ds), ds.X["eo"].dtype
+    (4, torch.float32)
+    >>> xi, yi = ds[1]
+    >>> xi["eo"], yi
+    (tensor([2., 3.]), tensor(1))
     """
 
     def __init__(self, X: Mapping[str, Any], y: Any = None) -> None:
@@ -263,6 +275,21 @@ class TensorBatchIterator:
         Data-parallel training: every process draws the same batches (same
         generator) and takes its contiguous part of each one, so the
         processes together see each global batch exactly once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from mmexplain.data import ModalityDataset, TensorBatchIterator
+    >>> ds = ModalityDataset({"eo": np.zeros((5, 2))}, y=[0, 1, 2, 3, 4])
+    >>> batches = TensorBatchIterator(ds, batch_size=2)
+    >>> len(batches), [yb.tolist() for Xb, yb in batches]
+    (3, [[0, 1], [2, 3], [4]])
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> shuffled = TensorBatchIterator(ds, batch_size=2, shuffle=True,
+    ...                                drop_last=True, generator=gen)
+    >>> [tuple(Xb["eo"].shape) for Xb, yb in shuffled]
+    [(2, 2), (2, 2)]
     """
 
     def __init__(

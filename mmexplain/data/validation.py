@@ -159,6 +159,17 @@ def check_X(
     ValueError
         Missing/unknown modality, sample-count mismatch, empty modality,
         NaN/inf values or a wrong number of dimensions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data import check_X
+    >>> check_X({"eo": [[1, 2], [3, 4]], "sar": np.zeros((2, 1, 4, 4))})
+    ModalityDict(n_samples=2, {'eo': ndarray(2, 2), 'sar': ndarray(2, 1, 4, 4)})
+    >>> check_X({"eo": np.zeros((3, 2)), "sar": np.zeros((2, 2))})
+    Traceback (most recent call last):
+        ...
+    ValueError: modality 'sar' has 2 samples but modality 'eo' has 3; ...
     """
     names = _check_names(X, modalities)
     arrays: dict[str, Any] = {}
@@ -259,7 +270,18 @@ def _check_modality(
 def check_y(
     y: Any, n: int, *, ensure_finite: bool = True, name: str = "y"
 ) -> np.ndarray:
-    """Validate targets against ``n`` samples; returns a NumPy array (no copy if possible)."""
+    """Validate targets against ``n`` samples; returns a NumPy array (no copy if possible).
+
+    Examples
+    --------
+    >>> from mmexplain.data import check_y
+    >>> check_y([0, 1, 1], 3)
+    array([0, 1, 1])
+    >>> check_y([0, 1], 3)
+    Traceback (most recent call last):
+        ...
+    ValueError: y has 2 rows but X has 3 samples
+    """
     if y is None:
         raise ValueError(f"{name} is required (got None)")
     if isinstance(y, torch.Tensor):

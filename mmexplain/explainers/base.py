@@ -225,6 +225,38 @@ class BaseModalityExplainer(BaseEstimator):
     so higher is better and 0 is perfect; calling the explainer as
     ``explainer(estimator, X, y)`` returns ``score``, which makes it a
     scikit-learn scorer.
+
+    Examples
+    --------
+    A minimal explainer whose shares follow each modality's number of features
+    (it needs no targets), explaining a plain callable ``f(**X) -> logits``:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from mmexplain import ModalityExplanation
+    >>> from mmexplain.explainers.base import BaseModalityExplainer, normalize_shares
+    >>> class FeatureCount(BaseModalityExplainer):
+    ...     _requires_y = False
+    ...     def __init__(self, target=None):
+    ...         self.target = target
+    ...     def _explain(self, ctx):
+    ...         sizes = [ctx.X[m][0].size for m in ctx.modalities]
+    ...         return ModalityExplanation(modalities=ctx.modalities, method="feature_count",
+    ...                                    params={}, shares=normalize_shares(sizes))
+    >>> def model(a, b):
+    ...     return torch.zeros(len(a), 2)
+    >>> X = {"a": np.zeros((4, 3)), "b": np.zeros((4, 1))}
+    >>> expl = FeatureCount().explain(model, X)
+    >>> expl
+    ModalityExplanation(method='feature_count', a=75.0%, b=25.0%)
+    >>> expl.params
+    {'explainer': 'FeatureCount', 'n_samples': 4}
+    >>> FeatureCount().fit(model, X).shares_
+    array([75., 25.])
+    >>> FeatureCount().score(model, X)  # minus the distance to uniform shares
+    -0.25
+    >>> FeatureCount(target={"a": 0.75, "b": 0.25})(model, X) == 0
+    True
     """
 
     _headline = "shares_"
