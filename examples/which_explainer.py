@@ -37,16 +37,15 @@ example also reports the run time of one ``explain`` call on the test split
 What to look for
 ----------------
 * **The noise modality** ``c``: permutation utilization and conditional
-  utilization give it about 0-1%. The Shapley shares give it 13%
-  (``value='probability'``) to 24% (``value='correct'``), and gradient x
-  input about 22%. The Shapley *shares* are mean **absolute** values: per
-  sample, the noise moves the prediction a little up or down, and those
-  values cancel in the signed mean (``mean_values``: about 0.02 for ``c``
-  against 0.29 for ``a``). With ``value='correct'`` the ``|S|`` factor
-  of the paper's value function also credits every modality merely
-  *present* in a correct coalition, and a noise embedding still has a
-  non-zero gradient. Read those shares as "how much the prediction moves",
-  not as evidence that ``c`` is used.
+  utilization give it about 0-1%, the Shapley shares with the default
+  ``value='probability'`` about 3-4%. With the paper's ``value='correct'``
+  it gets about 24%: the ``|S|`` factor credits every modality merely
+  *present* in a correct coalition. Gradient x input gives it about 22%: a
+  noise embedding still has a non-zero gradient. The Shapley shares are the
+  signed mean values (clipped at 0): per sample the noise moves the
+  prediction a little up or down, and those values cancel (``mean_values``
+  about 0.02 for ``c`` against 0.29 for ``a``); shap's bar plot ranks by the
+  mean *absolute* value (``mean_abs_values``), which credits that movement.
 * **Redundant vs complementary**: the conditional rates are about half as
   large with redundant evidence (``u(a | rest)`` about 0.19 vs 0.36): when
   ``b`` carries the same evidence, removing ``a`` costs less. The
@@ -70,7 +69,7 @@ When to use which
   (greedy learning, redundancy): ``ConditionalUtilization``.
 * "Which samples use which modality?", per-sample values that add up to the
   sample's value (``to_shap()`` for shap's plots): ``ModalityShapley``
-  (compare the signed ``mean_values`` with the shares of absolute values).
+  (compare the signed ``mean_values`` with ``mean_abs_values``).
 * "Which modality drives the prediction locally, cheaply and
   differentiably?": ``GradientModalityAttribution`` (also the quantity
   ``AttributionRegularizer`` steers).

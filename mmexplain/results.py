@@ -344,6 +344,17 @@ class ShapleyExplanation(ModalityExplanation):
     _fields = ("values", "base_values", "mean_values", "standard_errors")
     _per_modality = ("mean_values", "standard_errors")
 
+    @property
+    def mean_abs_values(self) -> np.ndarray | None:
+        """Mean absolute Shapley value per modality (M,): what ``shap.plots.bar`` ranks by.
+
+        It credits a modality whose values move predictions both ways, which
+        the signed ``mean_values`` (and ``shares``) average out.
+        """
+        if self.values is None:
+            return None
+        return np.abs(np.asarray(self.values, dtype=float)).mean(axis=0)
+
     def to_shap(self) -> Any:
         """The Shapley values as a ``shap.Explanation`` (samples x modalities).
 

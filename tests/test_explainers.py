@@ -1759,3 +1759,25 @@ def test_no_warnings_on_normal_use(fitted_clf, clf_data):
         )
         ConditionalUtilization().explain(fitted_clf, X, y)
         ModalityShapley().explain(fitted_clf, X, y)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_default_shapley_gives_a_noise_modality_little_share(seed):
+    """The default value function measures use: a pure-noise modality (M=4) stays
+    under 10% of the shares, while the paper's |S| x correct credits its presence."""
+    X, y = make_multimodal_classification(
+        n_samples=600,
+        modalities=4,
+        informativeness=[1.0, 0.8, 0.6, 0.0],
+        random_state=seed,
+    )
+    clf = MultimodalClassifier(max_epochs=20, random_state=seed).fit(X, y)
+    default = ModalityShapley().explain(clf, X, y)
+    assert default.params["value"] == "probability"
+    assert default.shares[3] < 10.0
+    assert default.shares[0] > default.shares[3] + 25
+    paper = ModalityShapley(value="correct").explain(clf, X, y)
+    assert paper.shares[3] > 15.0  # credited for being present
+    np.testing.assert_allclose(
+        default.mean_abs_values, np.abs(default.values).mean(axis=0)
+    )

@@ -97,8 +97,11 @@ class ModalityShapley(BaseModalityExplainer):
     Values are computed block by block over rows: memory is
     ``O(batch_size * 2^M + N * M)`` whatever ``N``.
 
-    ``shares`` are the mean *absolute* values normalized to 100 (what
-    ``shap.plots.bar`` ranks by); ``mean_values`` keeps the signed means.
+    ``shares`` are the signed mean values, negative ones counted as 0,
+    normalized to 100 (as the other explainers' shares): a modality whose
+    values only move predictions both ways averages out near 0. shap's
+    ``plots.bar`` ranks by the mean *absolute* value instead, which credits
+    such movement; it is ``mean_abs_values`` on the result.
 
     Parameters
     ----------
@@ -250,7 +253,7 @@ class ModalityShapley(BaseModalityExplainer):
                 "path": engine.path,
                 "model_calls": engine.head_calls,
             },
-            shares=normalize_shares(np.abs(values).mean(axis=0), what="Shapley"),
+            shares=normalize_shares(mean_values, what="Shapley"),
             values=values,
             base_values=v_empty,
             mean_values=mean_values,
