@@ -288,9 +288,10 @@ class DatasetSource(RowSource):
             for index, mods in requests
         ]
         items = _Items(self.dataset)
+        collate = _Collate(self._shapes, self.check)
         if self.num_workers == 0:
             batches: Any = (
-                _stack_items([items[(i, mods)] for i in rows]) for rows, mods in plan
+                collate([items[(i, mods)] for i in rows]) for rows, mods in plan
             )
         else:
             pin = (
@@ -303,16 +304,10 @@ class DatasetSource(RowSource):
                 batch_sampler=[[(i, mods) for i in rows] for rows, mods in plan],
                 num_workers=self.num_workers,
                 pin_memory=pin,
-                collate_fn=_stack_items,
+                collate_fn=collate,
             )
         for (_, mods), batch in zip(plan, batches):
-            out = {}
-            for m in mods:
-                t = batch[m]
-                if self.check:
-                    self._check(m, t)
-                out[m] = t.to(device=device, dtype=torch.float32, non_blocking=True)
-            yield out
+            yield {m: batch[m].to(device=device, non_blocking=True) for m in mods}
 
     def subset(self, rows: np.ndarray) -> DatasetSource:
         """The rows ``rows`` as a source over ``torch.utils.data.Subset``."""
@@ -323,23 +318,44 @@ class DatasetSource(RowSource):
             check=self.check,
         )
 
-    def _check(self, m: str, t: torch.Tensor) -> None:
-        if tuple(t.shape[1:]) != self._shapes[m]:
-            raise ValueError(
-                f"modality {m!r} has per-sample shape {tuple(t.shape[1:])} in some items "
-                f"but {self._shapes[m]} in the first item of the Dataset"
-            )
-        if t.is_floating_point():
-            # one pass: finite as float32 (the dtype the models compute in); only
-            # a batch that fails is looked at again, to say why
-            if not bool(torch.isfinite(t.to(torch.float32)).all()):
-                if not bool(torch.isfinite(t).all()):
-                    raise ValueError(
-                        f"modality {m!r} contains NaN or infinite values in the Dataset"
-                    )
+
+def _check_batch(m: str, t: torch.Tensor, shape: tuple[int, ...]) -> None:
+    """Per-sample shape of the first item, and finite as float32."""
+    if tuple(t.shape[1:]) != shape:
+        raise ValueError(
+            f"modality {m!r} has per-sample shape {tuple(t.shape[1:])} in some items "
+            f"but {shape} in the first item of the Dataset"
+        )
+    if t.is_floating_point():
+        # one pass: finite as float32 (the dtype the models compute in); only
+        # a batch that fails is looked at again, to say why
+        if not bool(torch.isfinite(t.to(torch.float32)).all()):
+            if not bool(torch.isfinite(t).all()):
                 raise ValueError(
-                    f"modality {m!r} has values too large for float32 in the Dataset"
+                    f"modality {m!r} contains NaN or infinite values in the Dataset"
                 )
+            raise ValueError(
+                f"modality {m!r} has values too large for float32 in the Dataset"
+            )
+
+
+class _Collate:
+    """Stack items into a batch, check it and convert it to float32.
+
+    Runs in the loader's worker processes when there are any, so the main
+    process only moves finished batches to the device.
+    """
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], check: bool) -> None:
+        self.shapes, self.check = shapes, check
+
+    def __call__(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        batch = _stack_items(items)
+        for m, t in batch.items():
+            if self.check:
+                _check_batch(m, t, self.shapes[m])
+            batch[m] = t.to(torch.float32)
+        return batch
 
 
 def _stack_items(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
