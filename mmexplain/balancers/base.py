@@ -51,7 +51,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from mmexplain.data.sources import RowSource
+from mmexplain.data.sources import RowSource, row_blocks
 from mmexplain.metrics import check_target  # re-exported: balancers validate targets
 from mmexplain.modules.contract import require
 from mmexplain.seeding import draw_seed, numpy_rng, torch_generator
@@ -132,7 +132,7 @@ def modality_means(
         return {m: v.float().mean(dim=0, keepdim=True) for m, v in X.items()}
     n = len(X)
     totals: dict[str, torch.Tensor] = {}
-    blocks = [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    blocks = row_blocks(0, n, batch_size)
     for Xb in X.stream([(b, None) for b in blocks], device=device):
         for m, v in Xb.items():
             s = v.double().sum(dim=0, keepdim=True)

@@ -39,9 +39,16 @@ __all__ = [
     "as_source",
     "check_source",
     "is_dataset",
+    "row_blocks",
 ]
 
 Index = slice | np.ndarray
+
+
+def row_blocks(lo: int, hi: int, size: int) -> list[slice]:
+    """Consecutive slices of at most ``size`` rows covering ``[lo, hi)``."""
+    size = int(size)
+    return [slice(s, min(s + size, hi)) for s in range(lo, hi, size)]
 
 
 def is_dataset(X: Any) -> bool:
@@ -126,6 +133,12 @@ class ArraySource(RowSource):
     def row_shapes(self) -> dict[str, tuple[int, ...]]:
         return {m: tuple(int(s) for s in v.shape[1:]) for m, v in self.X.items()}
 
+    def subset(self, rows: np.ndarray) -> ArraySource:
+        """The rows ``rows`` in memory (a subsample is small by definition)."""
+        from mmexplain.data._dict import take_rows
+
+        return ArraySource(take_rows(self.X, np.asarray(rows)))
+
     def take(
         self,
         index: Index,
@@ -150,15 +163,6 @@ class ArraySource(RowSource):
                 rows = torch.from_numpy(rows)
             out[m] = rows.to(device=device, dtype=torch.float32, non_blocking=True)
         return out
-
-
-def _array_subset(self: ArraySource, rows: np.ndarray) -> ArraySource:
-    from mmexplain.data._dict import take_rows
-
-    return ArraySource(take_rows(self.X, np.asarray(rows)))
-
-
-ArraySource.subset = _array_subset  # type: ignore[method-assign]
 
 
 def _split_item(item: Any) -> tuple[Mapping[str, Any], Any]:

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmexplain.data.sources import as_source
+from mmexplain.data.sources import as_source, row_blocks
 from mmexplain.explainers._adapter import ModelAdapter, eval_mode
 from mmexplain.explainers._distributed import all_gather_rows, all_reduce_sum, row_share
 
@@ -80,21 +80,6 @@ def _encoder_layout(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 4 and x.device.type == "cpu":
         return x.contiguous(memory_format=torch.channels_last)
     return x
-
-
-def _as_device_rows(value: Any, index: Any, device: torch.device) -> torch.Tensor:
-    """Rows ``index`` (slice or int array) of a NumPy array/tensor, as float32 on device."""
-    if isinstance(value, torch.Tensor):
-        if isinstance(index, np.ndarray):
-            index = torch.from_numpy(index).to(value.device)
-        rows = value[index]
-    else:
-        rows = torch.from_numpy(np.ascontiguousarray(value[index]))
-    return rows.to(device=device, dtype=torch.float32, non_blocking=True)
-
-
-def _blocks(lo: int, hi: int, size: int) -> list[slice]:
-    return [slice(s, min(s + size, hi)) for s in range(lo, hi, size)]
 
 
 class EvaluationEngine:
@@ -190,7 +175,7 @@ class EvaluationEngine:
 
         None if the cache would exceed ``limit`` bytes.
         """
-        blocks = _blocks(self.lo, self.hi, self.batch_size)
+        blocks = row_blocks(self.lo, self.hi, self.batch_size)
         local: dict[str, torch.Tensor] = {}
         with eval_mode(self.adapter.module), torch.inference_mode():
             stream = self.source.stream([(b, None) for b in blocks], device=self.device)
@@ -276,7 +261,7 @@ class EvaluationEngine:
         source = self.source if reference is None else as_source(reference)
         n = len(source)
         lo, hi = row_share(n)
-        blocks = _blocks(lo, hi, self.batch_size)
+        blocks = row_blocks(lo, hi, self.batch_size)
         total = torch.zeros(
             (1, *source.row_shapes[modality]), dtype=torch.float64, device=self.device
         )
@@ -296,7 +281,7 @@ class EvaluationEngine:
         mods = None if self.path == "embeddings" else [modality]
         total = None
         with eval_mode(self.adapter.module), torch.inference_mode():
-            blocks = _blocks(lo, hi, self.batch_size)
+            blocks = row_blocks(lo, hi, self.batch_size)
             for Xb in source.stream([(b, mods) for b in blocks], device=self.device):
                 rows = self._encode(Xb)[modality] if mods is None else Xb[modality]
                 s = rows.double().sum(dim=0, keepdim=True)
@@ -410,7 +395,7 @@ class EvaluationEngine:
             if share <= self.batch_size
             else 1
         )
-        blocks = _blocks(self.lo, self.hi, min(max(share, 1), self.batch_size))
+        blocks = row_blocks(self.lo, self.hi, min(max(share, 1), self.batch_size))
         groups = self._groups(perturbations, per_call)
         plan = self._plan(perturbations, blocks)
         reads_per_block = len(plan) // max(len(blocks), 1)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mmexplain.data.sources import as_source
+from mmexplain.data.sources import as_source, row_blocks
 from mmexplain.explainers._adapter import eval_mode
 from mmexplain.explainers._distributed import all_gather_rows, row_share
 from mmexplain.explainers._engine import check_label_range
@@ -136,10 +136,7 @@ class GradientModalityAttribution(BaseModalityExplainer):
         if ctx.y is not None and self.output == "true":
             y_t = torch.as_tensor(np.array(ctx.y)).to(dev)
         lo, hi = row_share(n)
-        blocks = [
-            slice(s, min(s + int(self.batch_size), hi))
-            for s in range(lo, hi, int(self.batch_size))
-        ]
+        blocks = row_blocks(lo, hi, self.batch_size)
         stream = as_source(ctx.X).stream([(b, None) for b in blocks], device=dev)
         if self.show_progress:
             from tqdm.auto import tqdm

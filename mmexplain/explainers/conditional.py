@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mmexplain.data.sources import as_source
+from mmexplain.data.sources import as_source, row_blocks
 from mmexplain.explainers._distributed import all_reduce_sum, row_share
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
@@ -250,7 +250,7 @@ class ConditionalUtilization(BaseModalityExplainer):
         n = len(source)
         lo, hi = row_share(n)
         step = int(self.batch_size)
-        blocks = [slice(s, min(s + step, hi)) for s in range(lo, hi, step)]
+        blocks = row_blocks(lo, hi, step)
         device = module_device(module)
         totals: list[dict[str, torch.Tensor]] | None = None
         for sl, Xb in zip(
