@@ -433,8 +433,10 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             b["train_loss"] for b in self.history[-1, "batches"] if "train_loss" in b
         ]
         bad_loss = not np.all(np.isfinite(losses))
-        bad_weights = not all(
-            bool(torch.isfinite(p).all()) for p in self.module_.parameters()
+        params = [p.detach() for p in self.module_.parameters()]
+        # one device sync per epoch, not one per parameter tensor
+        bad_weights = bool(params) and not bool(
+            torch.stack([torch.isfinite(p).all() for p in params]).all()
         )
         if not (bad_loss or bad_weights):
             return
