@@ -523,7 +523,8 @@ def test_cuda_without_a_gpu_is_a_clear_error_up_front(two_modal, two_tower):
 
 
 def test_labelled_views_of_explanations_and_shap_export(two_modal, two_tower):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     X, y = two_modal
     torch.manual_seed(0)
     module = two_tower().eval()

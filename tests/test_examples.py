@@ -107,8 +107,6 @@ def example_run(tmp_path_factory):
     the wall time on a 2-core machine. Under pytest-xdist each worker starts
     only the examples it is given.
     """
-    pytest.importorskip("matplotlib")
-    pytest.importorskip("pandas")
     runs: dict[str, Run] = {}
     lazy = bool(os.environ.get("PYTEST_XDIST_WORKER"))
 
@@ -151,8 +149,6 @@ def test_every_example_is_smoke_tested_and_in_gallery_format():
 
 @pytest.mark.parametrize("script", list(EXPECTED))
 def test_example_runs_and_writes_figures(script, example_run):
-    if script in ("quickstart.py", "which_explainer.py"):
-        pytest.importorskip("shap")
     proc, out, log = example_run(script)
     try:
         returncode = proc.wait(timeout=TIMEOUT_S)

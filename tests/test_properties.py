@@ -114,7 +114,8 @@ def as_container(arr, container):
             return arr  # torch has no object dtype
         return torch.from_numpy(np.array(arr))
     if container == "pandas" and arr.ndim == 2:
-        pd = pytest.importorskip("pandas")
+        import pandas as pd
+
         return pd.DataFrame(arr, index=np.arange(len(arr))[::-1] + 100)
     if container == "list":
         return arr.tolist()

@@ -403,7 +403,8 @@ def test_fit_integer_valued_float_and_column_targets_equal_int_targets():
 
 # -- pandas values in ModalityDict ----------------------------------------------------
 def _pandas_X(n=12):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     rng = np.random.default_rng(0)
     index = rng.permutation(np.arange(100, 100 + n))  # non-default, unsorted labels
     df = pd.DataFrame(rng.normal(size=(n, 3)), index=index, columns=["p", "q", "r"])
@@ -448,7 +449,8 @@ def test_modalitydict_pandas_train_test_split_and_fit():
 
 def _wrong_rows(kind):
     if kind == "pandas":
-        pd = pytest.importorskip("pandas")
+        import pandas as pd
+
         return pd.DataFrame(np.zeros((3, 2)), index=[5, 6, 7])
     return np.zeros((3, 2))
 
