@@ -34,6 +34,8 @@ _SUBMODULES = {
     "preprocessing",
     "results",
     "callbacks",
+    "discovery",
+    "report",
 }
 
 __all__ = [

@@ -44,6 +44,11 @@ from typing import Any
 
 import numpy as np
 
+from mmexplain.report import format_report, modality_report, plot_report, report_legend
+
+# modality_report lives in mmexplain.report; importable from here as before
+__all__ = ["main", "modality_report"]
+
 __all__ = ["main", "modality_report"]
 
 # default number of training epochs of ``mmexplain`` / ``mmexplain train``
@@ -56,135 +61,13 @@ class _UsageError(Exception):
     """A problem with the user's input: one ``error:`` line on stderr, exit status 2."""
 
 
-def modality_report(
-    model: Any,
-    X: Any,
-    y: Any,
-    *,
-    n_repeats: int = 10,
-    random_state: int = 0,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Run the four explainers on ``(X, y)`` and return their explanations by name.
-
-    Parameters
-    ----------
-    model : fitted MultimodalClassifier or MultimodalSegmenter
-        The network (not a pipeline: pass the data its last step sees).
-    X : mapping of str to array
-        Modalities, as the model takes them.
-    y : array-like
-        Targets.
-    n_repeats : int, default=10
-        Permutation repeats of the utilization estimate.
-    random_state : int, default=0
-        Seed of the permutations (and of Monte-Carlo Shapley beyond 10
-        modalities).
-    show_progress : bool, default=True
-        Progress bars.
-
-    Returns
-    -------
-    dict
-        ``{'permutation', 'conditional', 'shapley', 'attribution'}`` to
-        :class:`~mmexplain.ModalityExplanation`; an explainer that cannot run
-        on the model is skipped (with a note on stderr).
-
-    Examples
-    --------
-    >>> from mmexplain import MultimodalClassifier
-    >>> from mmexplain.__main__ import modality_report
-    >>> from mmexplain.datasets import make_multimodal_classification
-    >>> X, y = make_multimodal_classification(n_samples=200, random_state=0)
-    >>> clf = MultimodalClassifier(max_epochs=3, random_state=0).fit(X, y)
-    >>> sorted(modality_report(clf, X, y, n_repeats=2, show_progress=False))
-    ['attribution', 'conditional', 'permutation', 'shapley']
-    """
-    from mmexplain.explainers import (
-        ConditionalUtilization,
-        GradientModalityAttribution,
-        ModalityShapley,
-        PermutationModalityImportance,
-    )
-
-    M = len(list(X.keys()))
-    explainers = {
-        "permutation": PermutationModalityImportance(
-            n_repeats=n_repeats,
-            scoring="loss",
-            random_state=random_state,
-            show_progress=show_progress,
-        ),
-        "conditional": ConditionalUtilization(
-            ablation="auto", show_progress=show_progress
-        ),
-        # the report describes the true-class probability with absent modalities
-        # zeroed (embeddings, or inputs for other models): say so explicitly
-        # rather than rely on the defaults. The paper's |S| x correct value
-        # credits a modality for being present, so it is not used to report use.
-        "shapley": ModalityShapley(
-            value="probability",
-            baseline="auto",
-            n_samples=None if M <= 10 else 100,
-            random_state=random_state,
-            show_progress=show_progress,
-        ),
-        "attribution": GradientModalityAttribution(show_progress=show_progress),
-    }
-    out = {}
-    for name, explainer in explainers.items():
-        try:
-            out[name] = explainer.explain(model, X, y)
-        except (TypeError, ValueError) as exc:  # e.g. an ablation the model lacks
-            print(f"  ({name} skipped: {exc})", file=sys.stderr)
-    return out
-
-
-def _format_table(
-    report: dict[str, Any], input_shapes: dict[str, tuple[int, ...]]
-) -> str:
-    mods = next(iter(report.values())).modalities
-    header = f"{'modality':15s} {'shape':>12s} {'MU %':>7s} {'+-':>5s} {'u(m|rest)':>10s} {'Shapley':>8s} {'grad x in %':>11s}"
-    lines = [header, "-" * len(header)]
-    perm, cond, shap_, attr = (
-        report.get(k) for k in ("permutation", "conditional", "shapley", "attribution")
-    )
-    err = perm.share_errors() if perm is not None else None
-    for j, m in enumerate(mods):
-        shape = "x".join(str(s) for s in input_shapes.get(m, ()))
-        lines.append(
-            f"{m:15s} {shape:>12s} "
-            f"{perm.shares[j] if perm is not None else float('nan'):7.1f} "
-            f"{err[j] if err is not None else float('nan'):5.1f} "
-            f"{cond.rates[j] if cond is not None else float('nan'):10.3f} "
-            f"{shap_.mean_values[j] if shap_ is not None else float('nan'):8.3f} "
-            f"{attr.shares[j] if attr is not None else float('nan'):11.1f}"
-        )
-    return "\n".join(lines)
-
-
 def _save_plot(report: dict[str, Any], path: str, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(
-        1, len(report), figsize=(4.2 * len(report), 3.8), squeeze=False
-    )
-    for ax, (name, expl) in zip(axes[0], report.items()):
-        expl.plot(ax=ax)
-        ax.set_title(
-            {
-                "permutation": "Permutation MU",
-                "conditional": "Conditional rate",
-                "shapley": "Mean Shapley",
-                "attribution": "Grad x input",
-            }[name],
-            fontsize=10,
-        )
-    fig.suptitle(title)
-    fig.tight_layout()
+    fig = plot_report(report, title=title)
     try:
         fig.savefig(path, dpi=120)
     except OSError as exc:
@@ -213,14 +96,9 @@ def _print_report(
         return False
     shapes = {m: tuple(np.asarray(v).shape[1:]) for m, v in X.items()}
     print()
-    print(_format_table(report, shapes))
-    print(
-        "\nMU %: permutation modality utilization (share of the loss increase when the modality's rows are\n"
-        f"permuted, mean of {args.repeats} repeats, +- its std); u(m|rest): relative accuracy lost when the modality is\n"
-        "ablated (mean embedding for late-fusion networks); Shapley: mean per-sample Shapley value\n"
-        "(true-class probability, absent modalities zeroed); grad x in %: gradient x input share at the\n"
-        "encoder outputs."
-    )
+    print(format_report(report, shapes))
+    print()
+    print(report_legend(report))
     if args.plot:
         _save_plot(report, args.plot, title)
         print(f"\nplot saved to {args.plot}")

@@ -176,7 +176,7 @@ class ConditionalLearningSpeed(Callback):
     def on_train_begin(
         self, net: Any, X: Any = None, y: Any = None, **kwargs: Any
     ) -> None:
-        from mmexplain.balancers._speed import ConditionalSpeedMeter
+        from mmexplain.balancers import ConditionalSpeedMeter
 
         # accumulate from the first step on, across partial_fit calls, until
         # the network is re-initialized (a new module object)

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from mmexplain.results import method_spec
+
 __all__ = [
     "plot_class_scores",
     "plot_class_utilization",
@@ -35,13 +37,6 @@ __all__ = [
     "plot_shares",
     "plot_utilization_history",
 ]
-
-_METHOD_TITLES = {
-    "permutation": "Permutation modality utilization",
-    "conditional": "Conditional utilization rate",
-    "shapley": "Mean modality Shapley value",
-    "attribution": "Gradient x input modality attribution",
-}
 
 
 def _axes(ax: Any, figsize: tuple[float, float] = (6, 3.5)) -> Any:
@@ -163,7 +158,8 @@ def plot_shares(
     finite = np.isfinite(tops)
     ax.set_ylim(0, max(100.0, float(tops[finite].max()) if finite.any() else 100.0))
     method = getattr(explanation, "method", "")
-    ax.set_title(title if title is not None else _METHOD_TITLES.get(method, method))
+    spec = method_spec(method)
+    ax.set_title(title if title is not None else (spec.title if spec else method))
     for xi, s, top in zip(x, shares, tops):
         if np.isfinite(s):
             ax.annotate(

@@ -20,6 +20,7 @@ subclass, so results can be rebuilt from their fields.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,12 +28,85 @@ import numpy as np
 __all__ = [
     "AttributionExplanation",
     "ConditionalExplanation",
+    "MethodSpec",
     "ModalityExplanation",
     "PermutationExplanation",
     "ShapleyExplanation",
+    "method_spec",
+    "registered_methods",
 ]
 
 _BY_METHOD: dict[str, type[ModalityExplanation]] = {}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """The facts about one explanation method, declared once on its result class.
+
+    Plots, the modality report (:mod:`mmexplain.report`) and the command line
+    read them from here; an explainer names its result class
+    (``BaseModalityExplainer._result_class``), so a new method is declared in
+    one place.
+
+    Parameters
+    ----------
+    name : str
+        The value of :attr:`ModalityExplanation.method` (``'permutation'``).
+    title : str
+        Title of its bar chart.
+    short_title : str
+        Title of its panel in the report figure.
+    column : str
+        Header of its column in the report table.
+    field : str
+        The per-modality attribute that column shows (``'shares'``,
+        ``'rates'``, ``'mean_values'``).
+    fmt : str
+        Format of that column's numbers (``'.1f'``).
+    legend : str
+        What the column means, one sentence for the report's legend.
+    order : int, default=100
+        Position among the methods in the report (ascending).
+    errors : bool, default=False
+        Whether the report adds a ``+-`` column from :meth:`~ModalityExplanation.share_errors`.
+
+    Examples
+    --------
+    >>> from mmexplain.results import method_spec
+    >>> method_spec("permutation").title
+    'Permutation modality utilization'
+    >>> method_spec("unknown") is None
+    True
+    """
+
+    name: str
+    title: str
+    short_title: str
+    column: str
+    field: str
+    fmt: str
+    legend: str
+    order: int = 100
+    errors: bool = False
+
+
+def method_spec(method: str) -> MethodSpec | None:
+    """The :class:`MethodSpec` of ``method`` (a result's ``method``), None if unknown."""
+    cls = _BY_METHOD.get(method)
+    return None if cls is None else cls.spec
+
+
+def registered_methods() -> tuple[MethodSpec, ...]:
+    """Every declared method, in report order.
+
+    Examples
+    --------
+    >>> from mmexplain.results import registered_methods
+    >>> [spec.name for spec in registered_methods()]
+    ['permutation', 'conditional', 'shapley', 'attribution']
+    """
+    specs = [cls.spec for cls in _BY_METHOD.values() if cls.spec is not None]
+    return tuple(sorted(specs, key=lambda s: (s.order, s.name)))
 
 
 class ModalityExplanation:
@@ -75,12 +149,18 @@ class ModalityExplanation:
     _per_modality: ClassVar[tuple[str, ...]] = ()
     #: scalar fields reported by as_dict
     _scalars: ClassVar[tuple[str, ...]] = ()
-    method_name: ClassVar[str | None] = None
+    #: the method's facts (name, titles, report column); None on the base class
+    spec: ClassVar[MethodSpec | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.method_name is not None:
-            _BY_METHOD[cls.method_name] = cls
+        if cls.__dict__.get("spec") is not None:
+            _BY_METHOD[cls.spec.name] = cls
+
+    @property
+    def method_spec(self) -> MethodSpec | None:
+        """The :class:`MethodSpec` of this result's ``method`` (None if undeclared)."""
+        return method_spec(self.method)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ModalityExplanation:
         if cls is ModalityExplanation:
@@ -245,7 +325,18 @@ class PermutationExplanation(ModalityExplanation):
     array([6.67, 6.67])
     """
 
-    method_name = "permutation"
+    spec = MethodSpec(
+        name="permutation",
+        title="Permutation modality utilization",
+        short_title="Permutation MU",
+        column="MU %",
+        field="shares",
+        fmt=".1f",
+        legend="MU %: permutation modality utilization (share of the loss increase "
+        "when the modality's rows are permuted, mean over the repeats, +- its std)",
+        order=10,
+        errors=True,
+    )
     _fields = (
         "importances",
         "importances_mean",
@@ -300,7 +391,17 @@ class ConditionalExplanation(ModalityExplanation):
     ({'a': 0.4, 'b': 0.1}, -0.3)
     """
 
-    method_name = "conditional"
+    spec = MethodSpec(
+        name="conditional",
+        title="Conditional utilization rate",
+        short_title="Conditional rate",
+        column="u(m|rest)",
+        field="rates",
+        fmt=".3f",
+        legend="u(m|rest): relative accuracy lost when the modality is ablated "
+        "(mean embedding for late-fusion networks)",
+        order=20,
+    )
     _fields = (
         "score_full",
         "score_without",
@@ -340,7 +441,17 @@ class ShapleyExplanation(ModalityExplanation):
     {'a': 0.3, 'b': 0.2}
     """
 
-    method_name = "shapley"
+    spec = MethodSpec(
+        name="shapley",
+        title="Mean modality Shapley value",
+        short_title="Mean Shapley",
+        column="Shapley",
+        field="mean_values",
+        fmt=".3f",
+        legend="Shapley: mean per-sample Shapley value (true-class probability, "
+        "absent modalities zeroed)",
+        order=30,
+    )
     _fields = ("values", "base_values", "mean_values", "standard_errors")
     _per_modality = ("mean_values", "standard_errors")
 
@@ -398,10 +509,21 @@ class AttributionExplanation(ModalityExplanation):
     array([7.07, 7.07])
     """
 
-    method_name = "attribution"
+    spec = MethodSpec(
+        name="attribution",
+        title="Gradient x input modality attribution",
+        short_title="Grad x input",
+        column="grad x in %",
+        field="shares",
+        fmt=".1f",
+        legend="grad x in %: gradient x input share at the encoder outputs",
+        order=40,
+    )
     _fields = ("sample_shares",)
 
     def share_errors(self) -> np.ndarray | None:
         """Standard error of the mean share over samples, in percent."""
+        if self.sample_shares is None:
+            return None
         ss = np.asarray(self.sample_shares, dtype=float) * 100
         return ss.std(axis=0) / np.sqrt(max(len(ss), 1))

@@ -24,7 +24,7 @@ from mmexplain.balancers import (
     SampleValuation,
     UtilizationTarget,
 )
-from mmexplain.balancers._speed import ConditionalSpeedMeter
+from mmexplain.balancers.speed import ConditionalSpeedMeter
 from mmexplain.balancers.target import batch_utilization
 from mmexplain.balancers.valuation import KEEP_ROWS
 from mmexplain.callbacks import ConditionalLearningSpeed, UtilizationHistory

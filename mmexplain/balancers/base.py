@@ -51,7 +51,9 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from mmexplain.data.sources import RowSource, row_blocks
+from mmexplain._core.distributed import all_reduce_sum
+from mmexplain._core.rows import reduce_rows
+from mmexplain.data.sources import RowSource
 from mmexplain.metrics import check_target  # re-exported: balancers validate targets
 from mmexplain.modules.contract import require
 from mmexplain.seeding import draw_seed, numpy_rng, torch_generator
@@ -130,14 +132,15 @@ def modality_means(
     """Per-modality mean row ``(1, ...)`` of the training data, streamed for sources."""
     if not isinstance(X, RowSource):
         return {m: v.float().mean(dim=0, keepdim=True) for m, v in X.items()}
-    n = len(X)
-    totals: dict[str, torch.Tensor] = {}
-    blocks = row_blocks(0, n, batch_size)
-    for Xb in X.stream([(b, None) for b in blocks], device=device):
-        for m, v in Xb.items():
-            s = v.double().sum(dim=0, keepdim=True)
-            totals[m] = totals[m] + s if m in totals else s
-    return {m: (t / n).float() for m, t in totals.items()}
+    totals = reduce_rows(
+        X,
+        lambda rows, _: {
+            m: v.double().sum(dim=0, keepdim=True) for m, v in rows.items()
+        },
+        batch_size=batch_size,
+        device=device,
+    )
+    return {m: (t / len(X)).float() for m, t in totals.items()}
 
 
 def encode_fuse(
@@ -180,8 +183,6 @@ class DeviceMean:
 
     def mean(self) -> list[float] | None:
         """The mean over all steps (and all processes in data-parallel training)."""
-        from mmexplain.explainers._distributed import all_reduce_sum
-
         total, count = all_reduce_sum(self.total), all_reduce_sum(self.count)
         if float(count) <= 0:
             return None

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmexplain.balancers._speed import ConditionalSpeedMeter
 from mmexplain.balancers.base import Balancer
+from mmexplain.balancers.speed import ConditionalSpeedMeter
 
 __all__ = ["GreedyBalancer"]
 

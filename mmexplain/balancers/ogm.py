@@ -10,8 +10,8 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from mmexplain._core.distributed import all_reduce_sum
 from mmexplain.balancers.base import Balancer, DeviceMean, detached, encode_fuse
-from mmexplain.explainers._distributed import all_reduce_sum
 from mmexplain.modules.contract import encoder_parameters
 
 __all__ = [

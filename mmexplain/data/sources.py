@@ -39,16 +39,9 @@ __all__ = [
     "as_source",
     "check_source",
     "is_dataset",
-    "row_blocks",
 ]
 
 Index = slice | np.ndarray
-
-
-def row_blocks(lo: int, hi: int, size: int) -> list[slice]:
-    """Consecutive slices of at most ``size`` rows covering ``[lo, hi)``."""
-    size = int(size)
-    return [slice(s, min(s + size, hi)) for s in range(lo, hi, size)]
 
 
 def is_dataset(X: Any) -> bool:

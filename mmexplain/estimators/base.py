@@ -24,7 +24,8 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch.utils.data import Subset
 
-from mmexplain._device import check_device
+from mmexplain._core.distributed import average_gradients, data_parallel_shard
+from mmexplain._core.torch_state import check_device
 from mmexplain.data import ModalityDict, check_X, check_X_fitted, check_y
 from mmexplain.data.batching import (
     ArrayItems,
@@ -39,7 +40,6 @@ from mmexplain.data.batching import (
 from mmexplain.data.sources import RowSource, check_source, is_dataset
 from mmexplain.estimators._balancing import BalancerLifecycleMixin
 from mmexplain.estimators._module import build_estimator_module
-from mmexplain.estimators._parallel import average_gradients, data_parallel_shard
 from mmexplain.estimators._weights import (
     attach_sample_weight,
     check_sample_weight,

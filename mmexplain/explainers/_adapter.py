@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import threading
-import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -15,7 +12,7 @@ import torch.nn.functional as F
 from sklearn.utils.multiclass import type_of_target
 from torch import nn
 
-from mmexplain._device import check_device
+from mmexplain._core.torch_state import check_device
 from mmexplain.data import (
     ModalityDict,
     check_class_labels,
@@ -32,29 +29,7 @@ from mmexplain.modules.contract import (
     unwrap_parallel,
 )
 
-__all__ = ["ForwardModel", "ModelAdapter", "eval_mode", "model_lock", "unwrap_model"]
-
-_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = (
-    weakref.WeakKeyDictionary()
-)
-_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(module: nn.Module) -> threading.RLock:
-    """The lock of ``module``: explanations of one model run one at a time.
-
-    Explaining flips the module's train/eval mode and, for MMTM models,
-    ablation flags; two threads doing that on one module at once would see
-    each other's modes (dropout on, buffers updated) and could leave the
-    module in the wrong mode. Holding this lock makes ``explain`` safe to call
-    from several threads (calls on *different* models still run in parallel).
-    """
-    with _LOCKS_GUARD:
-        lock = _LOCKS.get(module)
-        if lock is None:
-            lock = _LOCKS[module] = threading.RLock()
-        return lock
-
+__all__ = ["ForwardModel", "ModelAdapter", "unwrap_model"]
 
 # ----------------------------------------------------------------------------
 # any callable as a model
@@ -335,18 +310,6 @@ def unwrap_model(model: Any, X: Any) -> tuple[Any, Any, tuple[str, ...]]:
 # ----------------------------------------------------------------------------
 # model adapter
 # ----------------------------------------------------------------------------
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode; restore each one's own mode afterwards."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
-
-
 class ModelAdapter:
     """What the explainers need to know about a model, whatever its kind.
 

@@ -39,11 +39,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmexplain.data.sources import as_source, row_blocks
-from mmexplain.explainers._adapter import ModelAdapter, eval_mode
-from mmexplain.explainers._distributed import all_gather_rows, all_reduce_sum, row_share
+from mmexplain._core.distributed import all_gather_rows, all_reduce_sum, row_share
+from mmexplain._core.rows import reduce_rows, row_blocks
+from mmexplain._core.torch_state import eval_mode
+from mmexplain.data.sources import as_source
+from mmexplain.explainers._adapter import ModelAdapter
 
-__all__ = ["Baseline", "Perturbation", "ModelAdapter", "EvaluationEngine", "eval_mode"]
+__all__ = ["Baseline", "EvaluationEngine", "Perturbation"]
 
 
 # ----------------------------------------------------------------------------
@@ -116,7 +118,7 @@ class EvaluationEngine:
     Under ``torch.distributed`` (a process group is initialized), this rank
     evaluates only its share of the rows and the additive statistics are
     summed over ranks, so every rank returns the single-process numbers
-    (see :mod:`mmexplain.explainers._distributed`).
+    (see :mod:`mmexplain._core.distributed`).
     """
 
     def __init__(
@@ -259,15 +261,19 @@ class EvaluationEngine:
     def _mean_input_row(self, modality: str, reference: Any) -> torch.Tensor:
         """Mean input row of ``modality`` over ``reference`` (default: the data)."""
         source = self.source if reference is None else as_source(reference)
-        n = len(source)
-        lo, hi = row_share(n)
-        blocks = row_blocks(lo, hi, self.batch_size)
-        total = torch.zeros(
-            (1, *source.row_shapes[modality]), dtype=torch.float64, device=self.device
+        total = reduce_rows(
+            source,
+            lambda rows, _: rows[modality].double().sum(dim=0, keepdim=True),
+            batch_size=self.batch_size,
+            device=self.device,
+            modalities=[modality],
+            empty=lambda: torch.zeros(
+                (1, *source.row_shapes[modality]),
+                dtype=torch.float64,
+                device=self.device,
+            ),
         )
-        for Xb in source.stream([(b, [modality]) for b in blocks], device=self.device):
-            total += Xb[modality].double().sum(dim=0, keepdim=True)
-        return (all_reduce_sum(total) / n).float()
+        return (total / len(source)).float()
 
     def _mean_row(self, modality: str, reference: Any) -> torch.Tensor:
         """Mean of ``modality`` (embedding or input) over ``reference`` or the data."""
@@ -275,25 +281,24 @@ class EvaluationEngine:
             lo, hi = self.lo, self.hi
             total = self.cache[modality][lo:hi].double().sum(dim=0, keepdim=True)
             return (all_reduce_sum(total) / self.n).float()
+        if self.path != "embeddings":
+            return self._mean_input_row(modality, reference)
         source = self.source if reference is None else as_source(reference)
-        n = len(source)
-        lo, hi = row_share(n)
-        mods = None if self.path == "embeddings" else [modality]
-        total = None
         with eval_mode(self.adapter.module), torch.inference_mode():
-            blocks = row_blocks(lo, hi, self.batch_size)
-            for Xb in source.stream([(b, mods) for b in blocks], device=self.device):
-                rows = self._encode(Xb)[modality] if mods is None else Xb[modality]
-                s = rows.double().sum(dim=0, keepdim=True)
-                total = s if total is None else total + s
-        if total is None:  # this rank has no rows
-            shape = (
-                self._embedding_shape(modality)
-                if mods is None
-                else source.row_shapes[modality]
+            total = reduce_rows(
+                source,
+                lambda rows, _: (
+                    self._encode(rows)[modality].double().sum(dim=0, keepdim=True)
+                ),
+                batch_size=self.batch_size,
+                device=self.device,
+                empty=lambda: torch.zeros(
+                    (1, *self._embedding_shape(modality)),
+                    dtype=torch.float64,
+                    device=self.device,
+                ),
             )
-            total = torch.zeros((1, *shape), dtype=torch.float64, device=self.device)
-        return (all_reduce_sum(total) / n).float()
+        return (total / len(source)).float()
 
     # -- evaluation -----------------------------------------------------------
     def _groups(self, perturbations: Sequence[Perturbation], per_call: int) -> list:

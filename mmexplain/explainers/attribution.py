@@ -9,9 +9,10 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mmexplain.data.sources import as_source, row_blocks
-from mmexplain.explainers._adapter import eval_mode
-from mmexplain.explainers._distributed import all_gather_rows, row_share
+from mmexplain._core.distributed import all_gather_rows, row_share
+from mmexplain._core.rows import row_blocks
+from mmexplain._core.torch_state import eval_mode
+from mmexplain.data.sources import as_source
 from mmexplain.explainers._engine import check_label_range
 from mmexplain.explainers.base import BaseModalityExplainer, ExplainContext
 from mmexplain.modules.contract import require
@@ -93,6 +94,19 @@ class GradientModalityAttribution(BaseModalityExplainer):
 
     _headline = "shares_"
     _headline_field = "shares"
+    _result_class = AttributionExplanation
+
+    @classmethod
+    def for_report(
+        cls,
+        *,
+        n_modalities: int,
+        n_repeats: int = 10,
+        random_state: Any = 0,
+        show_progress: bool = True,
+    ) -> BaseModalityExplainer:
+        """The instance the modality report runs (see the base class)."""
+        return cls(show_progress=show_progress)
 
     def __init__(
         self,

@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from mmexplain._core.torch_state import model_lock
 from mmexplain.data import ModalityDict
 from mmexplain.data.sources import RowSource, check_source, is_dataset
-from mmexplain.explainers._adapter import ModelAdapter, model_lock, unwrap_model
+from mmexplain.explainers._adapter import ModelAdapter, unwrap_model
 from mmexplain.explainers._engine import EvaluationEngine, Perturbation
 from mmexplain.metrics import check_target, utilization_distance
 from mmexplain.results import ModalityExplanation
@@ -261,6 +262,10 @@ class BaseModalityExplainer(BaseEstimator):
 
     _headline = "shares_"
     _headline_field = "shares"
+    #: the result class this explainer returns; its ``spec`` (a
+    #: :class:`~mmexplain.results.MethodSpec`) holds the method's titles and
+    #: report column
+    _result_class: ClassVar[type[ModalityExplanation]] = ModalityExplanation
     #: whether ``explain`` needs targets (see :meth:`_needs_y`)
     _requires_y = True
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
@@ -307,6 +312,23 @@ class BaseModalityExplainer(BaseEstimator):
 
     def _explain(self, ctx: ExplainContext) -> ModalityExplanation:  # pragma: no cover
         raise NotImplementedError
+
+    @classmethod
+    def for_report(
+        cls,
+        *,
+        n_modalities: int,
+        n_repeats: int = 10,
+        random_state: Any = 0,
+        show_progress: bool = True,
+    ) -> BaseModalityExplainer | None:
+        """The instance :func:`mmexplain.report.modality_report` runs, or None.
+
+        An explainer joins the report (and the command line's table and figure)
+        by overriding this to return an instance with the settings the report
+        describes; the default, None, leaves it out.
+        """
+        return None
 
     def _needs_y(self) -> bool:
         return self._requires_y

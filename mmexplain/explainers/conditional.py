@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mmexplain.data.sources import as_source, row_blocks
-from mmexplain.explainers._distributed import all_reduce_sum, row_share
+from mmexplain._core.rows import reduce_rows
+from mmexplain.data.sources import as_source
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
@@ -112,6 +112,19 @@ class ConditionalUtilization(BaseModalityExplainer):
 
     _headline = "rates_"
     _headline_field = "rates"
+    _result_class = ConditionalExplanation
+
+    @classmethod
+    def for_report(
+        cls,
+        *,
+        n_modalities: int,
+        n_repeats: int = 10,
+        random_state: Any = 0,
+        show_progress: bool = True,
+    ) -> BaseModalityExplainer:
+        """The instance the modality report runs (see the base class)."""
+        return cls(ablation="auto", show_progress=show_progress)
 
     def __init__(
         self,
@@ -247,32 +260,26 @@ class ConditionalUtilization(BaseModalityExplainer):
         """
         require(module, "squeeze_averages", "ablation='mmtm'", error=ValueError)
         source = as_source(X)
-        n = len(source)
-        lo, hi = row_share(n)
         step = int(self.batch_size)
-        blocks = row_blocks(lo, hi, step)
         device = module_device(module)
-        totals: list[dict[str, torch.Tensor]] | None = None
-        for sl, Xb in zip(
-            blocks, source.stream([(b, None) for b in blocks], device=device)
-        ):
-            avg = module.squeeze_averages(Xb, batch_size=step)
-            w = float(sl.stop - sl.start)
-            if totals is None:
-                totals = [{m: v.double() * w for m, v in a.items()} for a in avg]
-            else:
-                for t, a in zip(totals, avg):
-                    for m, v in a.items():
-                        t[m] += v.double() * w
-        if totals is None:  # no rows on this rank: zeros of the right shapes
+
+        def block_sums(rows: dict, sl: slice) -> list[dict[str, torch.Tensor]]:
+            w = float(sl.stop - sl.start)  # each block's averages weighted by its rows
+            avg = module.squeeze_averages(rows, batch_size=step)
+            return [{m: v.double() * w for m, v in a.items()} for a in avg]
+
+        def zeros() -> list[dict[str, torch.Tensor]]:  # no rows on this rank
             first = source.take(slice(0, 1), device=device)
-            totals = [
+            return [
                 {m: torch.zeros_like(v, dtype=torch.float64) for m, v in a.items()}
                 for a in module.squeeze_averages(first, batch_size=1)
             ]
-        return [
-            {m: (all_reduce_sum(v) / n).float() for m, v in t.items()} for t in totals
-        ]
+
+        totals = reduce_rows(
+            source, block_sums, batch_size=step, device=device, empty=zeros
+        )
+        n = len(source)
+        return [{m: (v / n).float() for m, v in t.items()} for t in totals]
 
     @staticmethod
     def _mmtm_scores(

@@ -12,8 +12,8 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
+from mmexplain._core.distributed import all_reduce_sum
 from mmexplain.data import permute_rows, take_rows
-from mmexplain.explainers._distributed import all_reduce_sum
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
@@ -119,6 +119,24 @@ class PermutationModalityImportance(BaseModalityExplainer):
 
     _headline = "utilization_"
     _headline_field = "shares"
+    _result_class = PermutationExplanation
+
+    @classmethod
+    def for_report(
+        cls,
+        *,
+        n_modalities: int,
+        n_repeats: int = 10,
+        random_state: Any = 0,
+        show_progress: bool = True,
+    ) -> BaseModalityExplainer:
+        """The instance the modality report runs (see the base class)."""
+        return cls(
+            n_repeats=n_repeats,
+            scoring="loss",
+            random_state=random_state,
+            show_progress=show_progress,
+        )
 
     def __init__(
         self,

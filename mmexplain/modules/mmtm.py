@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mmexplain._core.torch_state import eval_mode
 from mmexplain.modules.encoders import (
     _RESERVED_NAMES,
     _check_modalities,
@@ -696,12 +697,10 @@ class MMTMNet(nn.Module):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         device = next(self.parameters()).device
         sums: list[dict[str, Tensor]] = [{} for _ in self.mmtms]
-        modes = [(mod, mod.training) for mod in self.modules()]
         options = self.rebalance, self.ablate, self.ablate_squeeze, self.branch_logits
         self.rebalance = self.ablate = self.ablate_squeeze = None
-        self.eval()
         try:
-            with torch.no_grad():
+            with eval_mode(self), torch.no_grad():
                 for start in range(0, n, int(batch_size)):
                     stop = min(start + int(batch_size), n)
                     self(
@@ -712,8 +711,6 @@ class MMTMNet(nn.Module):
                             part = s.double().sum(dim=0)
                             total[m] = part if m not in total else total[m] + part
         finally:
-            for mod, was_training in modes:
-                mod.training = was_training
             self.rebalance, self.ablate, self.ablate_squeeze, self.branch_logits = (
                 options
             )

@@ -1,12 +1,64 @@
-"""Checking a requested torch device up front, with an error that says what to do."""
+"""Torch state helpers: eval mode with the modes restored, per-model locks, devices."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch import nn
 
-__all__ = ["check_device"]
+__all__ = ["check_device", "eval_mode", "model_lock"]
+
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = (
+    weakref.WeakKeyDictionary()
+)
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(module: nn.Module) -> threading.RLock:
+    """The lock of ``module``: explanations of one model run one at a time.
+
+    Explaining flips the module's train/eval mode and, for MMTM models,
+    ablation flags; two threads doing that on one module at once would see
+    each other's modes (dropout on, buffers updated) and could leave the
+    module in the wrong mode. Holding this lock makes ``explain`` safe to call
+    from several threads (calls on *different* models still run in parallel).
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(module)
+        if lock is None:
+            lock = _LOCKS[module] = threading.RLock()
+        return lock
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode; restore each one's own mode afterwards.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from mmexplain._core.torch_state import eval_mode
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout()).train()
+    >>> net[1].eval()  # a submodule in its own mode
+    Dropout(p=0.5, inplace=False)
+    >>> with eval_mode(net):
+    ...     net.training
+    False
+    >>> net.training, net[1].training
+    (True, False)
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, was_training in modes:
+            m.training = was_training
 
 
 def check_device(device: Any, *, who: str | None = None) -> torch.device | None:
@@ -36,7 +88,7 @@ def check_device(device: Any, *, who: str | None = None) -> torch.device | None:
 
     Examples
     --------
-    >>> from mmexplain._device import check_device
+    >>> from mmexplain._core.torch_state import check_device
     >>> check_device("cpu")
     device(type='cpu')
     >>> check_device("gpu")

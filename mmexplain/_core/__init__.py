@@ -1,0 +1,14 @@
+"""The low layer: machinery every other part of mmexplain shares.
+
+It imports only torch, numpy and scikit-learn, never another mmexplain
+package, so anything may use it:
+
+- :mod:`~mmexplain._core.distributed`: ``torch.distributed`` row shares,
+  reductions and gathers (explaining) and gradient averaging (training);
+- :mod:`~mmexplain._core.torch_state`: ``eval_mode``, per-model locks and the
+  up-front device check;
+- :mod:`~mmexplain._core.rows`: row blocks and the streamed, sharded row sum
+  (:func:`~mmexplain._core.rows.reduce_rows`) behind every whole-set mean.
+
+Randomness is not here: it goes through :mod:`mmexplain.seeding` everywhere.
+"""

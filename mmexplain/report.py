@@ -1,0 +1,227 @@
+"""The modality report: every explainer on one model, as a table and a figure.
+
+Which explainers run, in which order, with which settings, and how each is
+shown, is declared by the explainers themselves
+(:meth:`~mmexplain.explainers.base.BaseModalityExplainer.for_report`) and by
+their result classes (:class:`~mmexplain.results.MethodSpec`): a new explainer
+that declares both joins the report, the command line's table and its figure
+with no edit here.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mmexplain.discovery import all_estimators
+from mmexplain.results import MethodSpec, ModalityExplanation
+
+__all__ = [
+    "format_report",
+    "modality_report",
+    "plot_report",
+    "report_explainers",
+    "report_legend",
+]
+
+
+def report_explainers(
+    n_modalities: int,
+    *,
+    n_repeats: int = 10,
+    random_state: Any = 0,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """The explainers the report runs, keyed by method name, in report order.
+
+    Examples
+    --------
+    >>> from mmexplain.report import report_explainers
+    >>> list(report_explainers(3, show_progress=False))
+    ['permutation', 'conditional', 'shapley', 'attribution']
+    """
+    chosen = []
+    for _, cls in all_estimators("explainer"):
+        explainer = cls.for_report(
+            n_modalities=n_modalities,
+            n_repeats=n_repeats,
+            random_state=random_state,
+            show_progress=show_progress,
+        )
+        spec = cls._result_class.spec
+        if explainer is None:
+            continue
+        if spec is None:
+            raise TypeError(
+                f"{cls.__name__}.for_report returns an explainer but its result class "
+                f"{cls._result_class.__name__} declares no MethodSpec (spec = ...)"
+            )
+        chosen.append((spec.order, spec.name, explainer))
+    return {
+        name: explainer for _, name, explainer in sorted(chosen, key=lambda t: t[:2])
+    }
+
+
+def modality_report(
+    model: Any,
+    X: Any,
+    y: Any,
+    *,
+    n_repeats: int = 10,
+    random_state: int = 0,
+    show_progress: bool = True,
+) -> dict[str, ModalityExplanation]:
+    """Run every report explainer on ``(X, y)``; their explanations by method name.
+
+    Parameters
+    ----------
+    model : fitted estimator, Pipeline, nn.Module or callable
+        Anything an explainer's ``explain`` takes.
+    X : mapping of str to array
+        Modalities, as the model takes them.
+    y : array-like
+        Targets.
+    n_repeats : int, default=10
+        Permutation repeats of the utilization estimate.
+    random_state : int, default=0
+        Seed of the permutations (and of Monte-Carlo Shapley beyond 10
+        modalities).
+    show_progress : bool, default=True
+        Progress bars.
+
+    Returns
+    -------
+    dict
+        ``{'permutation', 'conditional', 'shapley', 'attribution'}`` to
+        :class:`~mmexplain.ModalityExplanation`, in report order; an
+        explainer that cannot run on the model (a ``TypeError`` or
+        ``ValueError``, e.g. an ablation the model lacks) is skipped with a
+        note on stderr.
+
+    Examples
+    --------
+    >>> from mmexplain import MultimodalClassifier
+    >>> from mmexplain.report import modality_report
+    >>> from mmexplain.datasets import make_multimodal_classification
+    >>> X, y = make_multimodal_classification(n_samples=200, random_state=0)
+    >>> clf = MultimodalClassifier(max_epochs=3, random_state=0).fit(X, y)
+    >>> list(modality_report(clf, X, y, n_repeats=2, show_progress=False))
+    ['permutation', 'conditional', 'shapley', 'attribution']
+    """
+    explainers = report_explainers(
+        len(list(X.keys())),
+        n_repeats=n_repeats,
+        random_state=random_state,
+        show_progress=show_progress,
+    )
+    out = {}
+    for name, explainer in explainers.items():
+        try:
+            out[name] = explainer.explain(model, X, y)
+        except (TypeError, ValueError) as exc:
+            print(f"  ({name} skipped: {exc})", file=sys.stderr)
+    return out
+
+
+def _specs(report: Mapping[str, ModalityExplanation]) -> list[MethodSpec]:
+    specs = []
+    for name, expl in report.items():
+        spec = expl.method_spec
+        if spec is None:
+            raise ValueError(f"report entry {name!r} has no MethodSpec")
+        specs.append(spec)
+    return specs
+
+
+def format_report(
+    report: Mapping[str, ModalityExplanation],
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> str:
+    """The report as a text table: one row per modality, one column per method.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain import ModalityExplanation
+    >>> from mmexplain.report import format_report
+    >>> expl = ModalityExplanation(modalities=("a", "b"), method="attribution",
+    ...                            params={}, shares=np.array([75.0, 25.0]))
+    >>> print(format_report({"attribution": expl}, {"a": (3,), "b": (2, 4)}))
+    modality               shape grad x in %
+    ----------------------------------------
+    a                          3        75.0
+    b                        2x4        25.0
+    """
+    if not report:
+        raise ValueError("the report is empty: no explainer could run")
+    input_shapes = dict(input_shapes or {})
+    first = next(iter(report.values()))
+    mods = first.modalities
+    columns: list[tuple[str, int, Any]] = []  # header, width, value(j)
+    for spec, expl in zip(_specs(report), report.values()):
+        values = np.asarray(getattr(expl, spec.field), dtype=float)
+        width = max(len(spec.column), 7)
+        columns.append(
+            (spec.column, width, lambda j, v=values, f=spec.fmt: format(v[j], f))
+        )
+        if spec.errors:
+            err = expl.share_errors()
+            columns.append(
+                (
+                    "+-",
+                    5,
+                    lambda j, e=err: format(e[j], ".1f") if e is not None else "nan",
+                )
+            )
+    header = f"{'modality':15s} {'shape':>12s}" + "".join(
+        f" {h:>{w}s}" for h, w, _ in columns
+    )
+    lines = [header, "-" * len(header)]
+    for j, m in enumerate(mods):
+        shape = "x".join(str(s) for s in input_shapes.get(m, ()))
+        lines.append(
+            f"{m:15s} {shape:>12s}" + "".join(f" {v(j):>{w}s}" for _, w, v in columns)
+        )
+    return "\n".join(lines)
+
+
+def report_legend(report: Mapping[str, ModalityExplanation]) -> str:
+    """One sentence per column of :func:`format_report`, from the methods' specs."""
+    return "\n".join(spec.legend + "." for spec in _specs(report))
+
+
+def plot_report(
+    report: Mapping[str, ModalityExplanation], *, title: str | None = None
+) -> Any:
+    """A figure with one bar chart per method; returns the matplotlib ``Figure``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain import ModalityExplanation
+    >>> from mmexplain.report import plot_report
+    >>> expl = ModalityExplanation(modalities=("a", "b"), method="attribution",
+    ...                            params={}, shares=np.array([75.0, 25.0]))
+    >>> fig = plot_report({"attribution": expl}, title="demo")
+    >>> [ax.get_title() for ax in fig.axes]
+    ['Grad x input']
+    """
+    import matplotlib.pyplot as plt
+
+    specs = _specs(report)
+    fig, axes = plt.subplots(
+        1, len(report), figsize=(4.2 * len(report), 3.8), squeeze=False
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN shares: empty bars
+        for ax, spec, expl in zip(axes[0], specs, report.values()):
+            expl.plot(ax=ax)
+            ax.set_title(spec.short_title, fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
