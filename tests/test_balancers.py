@@ -109,6 +109,7 @@ def any_changed(a, b):
 
 def fitted_dropout(X, **kw):
     bal = ModalityDropout(random_state=kw.pop("random_state", 0), **kw)
+    bal.validate()  # what the estimator does before training
     bal.fit_started(None, X=X, y=torch.zeros(len(next(iter(X.values())))))
     return bal
 
@@ -233,14 +234,14 @@ def test_dropout_through_the_estimator_is_reproducible_and_changes_training(tab)
 @pytest.mark.parametrize(
     "kw, err, match",
     [
-        ({"p": 1.0}, ValueError, r"\[0, 1\)"),
-        ({"p": -0.1}, ValueError, r"\[0, 1\)"),
+        ({"p": 1.0}, ValueError, r"'p' parameter .*\[0(\.0)?, 1(\.0)?\)"),
+        ({"p": -0.1}, ValueError, r"'p' parameter .*\[0(\.0)?, 1(\.0)?\)"),
         ({"p": {"a": 1.0}}, ValueError, r"\[0, 1\)"),
         ({"p": {"zz": 0.2}}, ValueError, "unknown modality 'zz'"),
         ({"modalities": ["a", "zz"]}, ValueError, "unknown modality 'zz'"),
         ({"fill": "median"}, ValueError, "fill"),
         ({"level": "epoch"}, ValueError, "level"),
-        ({"p": "high"}, TypeError, "p must be"),
+        ({"p": "high"}, TypeError, "'p' parameter of ModalityDropout"),
     ],
 )
 def test_dropout_errors(kw, err, match):
@@ -834,7 +835,7 @@ def test_utilization_target_moves_utilization_toward_the_target():
         ({"a": 0.5, "b": 0.3, "c": 0.2}, "unknown modality 'c'"),
         ({"a": 1.0}, "missing modality 'b'"),
         ({"a": 1.5, "b": -0.5}, ">= 0"),
-        ([0.5, 0.5], "must be a dict"),
+        ([0.5, 0.5], "'target' parameter .* must be an instance of 'dict'"),
     ],
 )
 @pytest.mark.parametrize("cls", [UtilizationTarget, AttributionRegularizer])

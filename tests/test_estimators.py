@@ -147,7 +147,8 @@ def test_balancer_params_routing(two_modal, two_tower):
     with pytest.raises(TypeError, match="balancer must be an mmexplain balancer"):
         MultimodalClassifier(two_tower, balancer="dropout").fit(X, y)
     with pytest.raises(
-        ValueError, match=r"drop probability of modality 'a' must be in \[0, 1\)"
+        ValueError,
+        match=r"'p' parameter of ModalityDropout must be .*\[0(\.0)?, 1(\.0)?\)",
     ):
         MultimodalClassifier(
             two_tower, balancer=ModalityDropout(p=1.0), max_epochs=1

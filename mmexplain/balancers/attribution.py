@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from numbers import Real
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from sklearn.utils._param_validation import Interval
 
 from mmexplain.balancers.base import (
     Balancer,
@@ -67,6 +68,11 @@ class AttributionRegularizer(Balancer):
 
     requires = ("encode_fuse",)
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "target": [dict, None],
+        "strength": [Interval(Real, 0, None, closed="left")],
+    }
+
     def __init__(
         self, target: dict[str, float] | None = None, strength: float = 1.0
     ) -> None:
@@ -80,8 +86,6 @@ class AttributionRegularizer(Balancer):
             )
         modalities = modality_names(X)
         target = check_target(self.target, modalities)
-        if not isinstance(self.strength, Real) or self.strength < 0:
-            raise ValueError(f"strength must be a number >= 0, got {self.strength!r}")
         device = next(net.module_.parameters()).device
         self.modalities_ = modalities
         self.target_ = torch.tensor([target[m] for m in modalities], device=device)

@@ -44,7 +44,7 @@ when there is none).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from mmexplain._core.distributed import all_reduce_sum
+from mmexplain._core.params import validate_params
 from mmexplain._core.rows import reduce_rows
 from mmexplain.data.sources import RowSource
 from mmexplain.metrics import check_target  # re-exported: balancers validate targets
@@ -218,8 +219,20 @@ class Balancer(BaseEstimator):
 
     #: capabilities the balancer needs from the module
     requires: tuple[str, ...] = ()
+    #: scikit-learn parameter constraints, checked before training starts
+    #: (:meth:`validate`); data-dependent checks belong in ``fit_started``
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
 
     # -- validation ------------------------------------------------------
+    def validate(self) -> None:
+        """Check the parameters against ``_parameter_constraints``.
+
+        The estimator calls it on its fitted copy before the module is built,
+        so a bad value fails before any training (skipped under
+        ``sklearn.config_context(skip_parameter_validation=True)``).
+        """
+        validate_params(self)
+
     def check_model(self, net: Any) -> None:
         """Raise ``TypeError`` if ``net.module_`` lacks a capability in ``requires``."""
         for capability in self.requires:

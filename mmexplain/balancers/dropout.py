@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from numbers import Real
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from mmexplain.balancers.base import Balancer, modality_means, modality_names
 
@@ -54,6 +55,14 @@ class ModalityDropout(Balancer):
     0.5
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "p": [Interval(Real, 0, 1, closed="left"), dict],
+        "fill": [StrOptions({"zeros", "mean"})],
+        "modalities": ["array-like", None],
+        "level": [StrOptions({"sample", "batch"})],
+        "random_state": ["random_state"],
+    }
+
     def __init__(
         self,
         p: float | Mapping[str, float] = 0.3,
@@ -73,10 +82,6 @@ class ModalityDropout(Balancer):
         self, net: Any, *, X: Mapping[str, torch.Tensor], y: torch.Tensor, **kwargs: Any
     ) -> None:
         names = modality_names(X)
-        if self.fill not in ("zeros", "mean"):
-            raise ValueError(f"fill must be 'zeros' or 'mean', got {self.fill!r}")
-        if self.level not in ("sample", "batch"):
-            raise ValueError(f"level must be 'sample' or 'batch', got {self.level!r}")
         droppable = names if self.modalities is None else tuple(self.modalities)
         for m in droppable:
             if m not in names:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from mmexplain.balancers.base import Balancer
 from mmexplain.balancers.speed import ConditionalSpeedMeter
@@ -74,6 +75,14 @@ class GreedyBalancer(Balancer):
 
     requires = ("rebalancing",)
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "mode": [StrOptions({"guided", "random"})],
+        "tolerance": [Interval(Real, 0, None, closed="left")],
+        "window": [Interval(Integral, 1, None, closed="left")],
+        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
     def __init__(
         self,
         mode: str = "guided",
@@ -89,16 +98,6 @@ class GreedyBalancer(Balancer):
         self.random_state = random_state
 
     def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
-        if self.mode not in ("guided", "random"):
-            raise ValueError(f"mode must be 'guided' or 'random', got {self.mode!r}")
-        if not isinstance(self.tolerance, Real) or self.tolerance < 0:
-            raise ValueError(f"tolerance must be a number >= 0, got {self.tolerance!r}")
-        if not isinstance(self.window, Integral) or self.window < 1:
-            raise ValueError(f"window must be a positive integer, got {self.window!r}")
-        if not isinstance(self.warmup_epochs, Integral) or self.warmup_epochs < 0:
-            raise ValueError(
-                f"warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}"
-            )
         module = net.module_
         modalities = tuple(module.modalities)
         if (

@@ -149,7 +149,6 @@ class OGMGE(Balancer):
         self.adaptive_optimizer = adaptive_optimizer
 
     def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
-        self._validate_params()
         self._check_optimizer(getattr(net, "optimizer_", None))
         module = net.module_
         self.modalities_ = tuple(module.modalities)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from sklearn.utils._param_validation import Interval
 
 from mmexplain.balancers.base import (
     Balancer,
@@ -107,6 +108,14 @@ class UtilizationTarget(Balancer):
 
     requires = ("encode_fuse",)
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "target": [dict, None],
+        "strength": [Interval(Real, 0, None, closed="left")],
+        "warmup": [Interval(Integral, 0, None, closed="left")],
+        "freeze_encoders": ["boolean"],
+        "random_state": ["random_state"],
+    }
+
     def __init__(
         self,
         target: dict[str, float] | None = None,
@@ -129,10 +138,6 @@ class UtilizationTarget(Balancer):
                 "UtilizationTarget needs target={modality: share} summing to 1"
             )
         target = check_target(self.target, modalities)
-        if not isinstance(self.strength, Real) or self.strength < 0:
-            raise ValueError(f"strength must be a number >= 0, got {self.strength!r}")
-        if not isinstance(self.warmup, Integral) or self.warmup < 0:
-            raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
         device = next(module.parameters()).device
         self.modalities_ = modalities
         self.target_ = torch.tensor([target[m] for m in modalities], device=device)

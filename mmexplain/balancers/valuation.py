@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from mmexplain.balancers.base import Balancer, EpochData, encode_fuse, modality_names
 from mmexplain.data.sources import RowSource
@@ -69,6 +70,14 @@ class SampleValuation(Balancer):
     ['a', 'b']
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "level": [StrOptions({"sample", "modality"})],
+        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "subset": [Interval(Real, 0, 1, closed="right")],
+        "random_state": ["random_state"],
+    }
+
     def __init__(
         self,
         level: str = "sample",
@@ -84,18 +93,6 @@ class SampleValuation(Balancer):
         self.random_state = random_state
 
     def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
-        if self.level not in ("sample", "modality"):
-            raise ValueError(
-                f"level must be 'sample' or 'modality', got {self.level!r}"
-            )
-        if not isinstance(self.warmup_epochs, Integral) or self.warmup_epochs < 0:
-            raise ValueError(
-                f"warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}"
-            )
-        if not isinstance(self.alpha, Real) or self.alpha < 0:
-            raise ValueError(f"alpha must be a number >= 0, got {self.alpha!r}")
-        if not isinstance(self.subset, Real) or not 0 < self.subset <= 1:
-            raise ValueError(f"subset must be in (0, 1], got {self.subset!r}")
         if y is None or y.dim() != 1:
             raise ValueError(
                 "SampleValuation is for classification (one label per sample)"

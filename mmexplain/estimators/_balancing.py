@@ -38,6 +38,8 @@ class BalancerLifecycleMixin:
                 f"{type(self.balancer).__name__}"
             )
         self.balancer_ = None if self.balancer is None else clone(self.balancer)
+        if self.balancer_ is not None:
+            self.balancer_.validate()
         if "balancer_" not in self.cuda_dependent_attributes_:
             # pickled together with module_ and optimizer_ so that a balancer's
             # references to the module's parameters survive a pickle round trip

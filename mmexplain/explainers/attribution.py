@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 
 from mmexplain._core.distributed import all_gather_rows, row_share
 from mmexplain._core.rows import row_blocks
@@ -125,11 +124,9 @@ class GradientModalityAttribution(BaseModalityExplainer):
         self.show_progress = show_progress
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **BaseModalityExplainer._parameter_constraints,
         "output": [StrOptions({"max", "true"})],
         "level": [StrOptions({"auto", "embedding", "input"})],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": "no_validation",
-        "target": [dict, None],
         "show_progress": ["boolean"],
     }
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval
 
+from mmexplain._core.params import validate_params
 from mmexplain._core.torch_state import model_lock
 from mmexplain.data import ModalityDict
 from mmexplain.data.sources import RowSource, check_source, is_dataset
@@ -268,7 +271,14 @@ class BaseModalityExplainer(BaseEstimator):
     _result_class: ClassVar[type[ModalityExplanation]] = ModalityExplanation
     #: whether ``explain`` needs targets (see :meth:`_needs_y`)
     _requires_y = True
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+    #: constraints every explainer shares; subclasses merge them into theirs
+    #: (``{**BaseModalityExplainer._parameter_constraints, ...}``)
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": "no_validation",
+        "target": [dict, None],
+        "show_progress": ["boolean"],
+    }
 
     def explain(self, model: Any, X: Any, y: Any = None) -> ModalityExplanation:
         """Explain how ``model`` uses each modality of ``X`` (targets ``y``).
@@ -294,7 +304,7 @@ class BaseModalityExplainer(BaseEstimator):
         -------
         ModalityExplanation
         """
-        self._validate_params()
+        validate_params(self)
         ctx = self._prepare(model, X, y, need_y=self._needs_y())
         self._check_target_param(getattr(self, "target", None), ctx.modalities)
         with model_lock(ctx.adapter.module):

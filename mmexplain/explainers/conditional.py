@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import StrOptions
 
 from mmexplain._core.rows import reduce_rows
 from mmexplain.data.sources import as_source
@@ -157,13 +156,10 @@ class ConditionalUtilization(BaseModalityExplainer):
         return -float(rates.max() - rates.min())
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **BaseModalityExplainer._parameter_constraints,
         "ablation": [StrOptions(set(_ABLATIONS))],
         "reference": "no_validation",
         "scoring": [str],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": "no_validation",
-        "target": [dict, None],
-        "show_progress": ["boolean"],
         "loss_fn": [callable, None],
     }
 

@@ -167,6 +167,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         self.class_output = class_output
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **BaseModalityExplainer._parameter_constraints,
         "n_repeats": [Interval(Integral, 1, None, closed="left")],
         "scoring": [str, callable],
         "random_state": ["random_state"],
@@ -175,10 +176,6 @@ class PermutationModalityImportance(BaseModalityExplainer):
             Interval(RealNotInt, 0, 1, closed="right"),
             None,
         ],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": "no_validation",
-        "target": [dict, None],
-        "show_progress": ["boolean"],
         "fast": ["boolean", StrOptions({"auto"})],
         "loss_fn": [callable, None],
         "class_index": [Interval(Integral, 0, None, closed="left"), None],

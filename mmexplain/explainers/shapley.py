@@ -194,16 +194,13 @@ class ModalityShapley(BaseModalityExplainer):
         self.loss_fn = loss_fn
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        **BaseModalityExplainer._parameter_constraints,
         "value": [StrOptions(set(_VALUES))],
         "baseline": [StrOptions(set(_BASELINES))],
         "n_samples": [Interval(Integral, 2, None, closed="left"), None],
         "max_exact": [Interval(Integral, 1, MAX_EXACT, closed="both")],
         "random_state": ["random_state"],
         "reference": "no_validation",
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": "no_validation",
-        "target": [dict, None],
-        "show_progress": ["boolean"],
         "loss_fn": [callable, None],
     }
 
