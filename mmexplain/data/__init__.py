@@ -10,7 +10,9 @@ their first dimension ``N``. A plain :class:`dict` works everywhere;
 - :mod:`mmexplain.data.validation`: :func:`check_X`, :func:`check_X_fitted`,
   :func:`check_y`, :func:`encode_labels` (used by estimators and explainers);
 - :mod:`mmexplain.data.batching`: :class:`ModalityDataset`,
-  :class:`TensorBatchIterator`.
+  :class:`TensorBatchIterator`;
+- :mod:`mmexplain.data.npz`: :func:`load_npz`, :func:`save_npz` (a data set
+  as one ``.npz`` file, the format of the command line).
 """
 
 from mmexplain.data._dict import (
@@ -21,6 +23,7 @@ from mmexplain.data._dict import (
     to_tensor_dict,
 )
 from mmexplain.data.batching import ModalityDataset, TensorBatchIterator
+from mmexplain.data.npz import load_npz, save_npz
 from mmexplain.data.validation import (
     check_class_labels,
     check_X,
@@ -38,8 +41,10 @@ __all__ = [
     "check_class_labels",
     "check_y",
     "encode_labels",
+    "load_npz",
     "n_samples",
     "permute_rows",
+    "save_npz",
     "take_rows",
     "to_tensor_dict",
 ]

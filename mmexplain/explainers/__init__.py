@@ -7,10 +7,10 @@ perfect balance) and ``explainer(estimator, X, y)`` as a scikit-learn scorer.
 
 ``model`` may be a fitted estimator, an ``nn.Module``, a :class:`ForwardModel`
 (any callable, like captum's ``forward_func``), or a fitted ``Pipeline`` /
-search ending in one.
+search ending in one (:func:`unwrap_model` says what the explainers then run).
 """
 
-from mmexplain.explainers._adapter import ForwardModel
+from mmexplain.explainers._adapter import ForwardModel, unwrap_model
 from mmexplain.explainers.attribution import GradientModalityAttribution
 from mmexplain.explainers.base import BaseModalityExplainer
 from mmexplain.explainers.conditional import ConditionalUtilization
@@ -24,4 +24,5 @@ __all__ = [
     "GradientModalityAttribution",
     "ModalityShapley",
     "PermutationModalityImportance",
+    "unwrap_model",
 ]

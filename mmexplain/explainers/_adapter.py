@@ -257,6 +257,22 @@ def unwrap_model(model: Any, X: Any) -> tuple[Any, Any, tuple[str, ...]]:
     TypeError
         A pipeline step does not return a mapping ``{modality: array}``, or
         ``X`` is a Dataset (pipelines transform in-memory data).
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from mmexplain import ModalityTransformer, MultimodalClassifier
+    >>> from mmexplain.datasets import make_multimodal_classification
+    >>> from mmexplain.explainers import unwrap_model
+    >>> X, y = make_multimodal_classification(n_samples=60, random_state=0)
+    >>> pipe = make_pipeline(
+    ...     ModalityTransformer({m: StandardScaler() for m in X}),
+    ...     MultimodalClassifier(max_epochs=1, random_state=0),
+    ... ).fit(X, y)
+    >>> final, Xt, path = unwrap_model(pipe, X)
+    >>> type(final).__name__, path, list(Xt) == list(X)
+    ('MultimodalClassifier', ('Pipeline',), True)
     """
     from sklearn.exceptions import NotFittedError
     from sklearn.pipeline import Pipeline
