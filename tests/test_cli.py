@@ -285,11 +285,13 @@ def _case_files(d, X, y):
         ),
         "wrong modality names": (
             [*ex, model, _npz(d, "names.npz", m0=X["m0"], m1=X["m1"], m9=X["m2"], y=y)],
-            r"trained on modalities \['m0', 'm1', 'm2'\].*lacks \['m2'\].*\['m9'\]",
+            r"does not fit the model: missing modality 'm2'; expected modalities "
+            r"\['m0', 'm1', 'm2'\], got \['m0', 'm1', 'm9'\]",
         ),
         "wrong shape": (
             [*ex, model, _npz(d, "shape.npz", **{**X, "m1": X["m1"][:, :7]}, y=y)],
-            "modality 'm1' .*7 values.*trained on 10",
+            r"does not fit the model: modality 'm1' has per-sample shape \(7,\) but "
+            r"the ModalityTransformer was fitted on \(10,\)",
         ),
         "row mismatch": (
             [*ex, model, _npz(d, "rows.npz", **{**X, "m2": X["m2"][:50]}, y=y)],
