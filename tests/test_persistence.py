@@ -1,5 +1,6 @@
 """mmexplain.persistence: safe model files (no code runs on load), pickles on request."""
 
+import importlib
 import json
 import os
 import pickle
@@ -9,6 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from _required_args import construct
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
@@ -28,10 +30,12 @@ from mmexplain import (
     ModalityTransformer,
     MultimodalClassifier,
 )
-from mmexplain.balancers import ModalityDropout
+from mmexplain.balancers import Balancer, ModalityDropout
 from mmexplain.callbacks import EpochProgressBar
-from mmexplain.datasets import make_multimodal_classification
+from mmexplain.datasets import make_colored_digits, make_multimodal_classification
+from mmexplain.discovery import all_estimators, public_classes
 from mmexplain.persistence import SAFE_CLASSES, load_model, save_model
+from mmexplain.persistence.allowlist import allowed, allowed_name, resolve, role_of
 
 HEADER = "mmexplain-model.json"
 
@@ -459,3 +463,161 @@ def test_save_replaces_existing_file_atomically(fitted_pipeline, tmp_path):
         warnings.simplefilter("error")
         assert load_model(path) is not None
     assert sorted(os.listdir(tmp_path)) == ["m.mmx"]
+
+
+# ----------------------------------------------------------------------------
+# the allow-list, derived from the class hierarchy
+# ----------------------------------------------------------------------------
+#: the allow-list as it was hard-coded before it was derived (issue 18):
+#: canonical name -> role; the derived table must keep every entry
+FORMER_ALLOW_LIST = {
+    "mmexplain.MultimodalClassifier": "net",
+    "mmexplain.MultimodalSegmenter": "net",
+    "mmexplain.ModalityTransformer": "fitted",
+    "mmexplain.LateFusionNet": "class",
+    "mmexplain.LateFusionSegNet": "class",
+    "mmexplain.MMTMNet": "class",
+    "mmexplain.MLPEncoder": "module",
+    "mmexplain.ConvEncoder": "module",
+    "mmexplain.data.TensorBatchIterator": "class",
+    "mmexplain.data.ModalityDataset": "class",
+    "mmexplain.balancers.ModalityDropout": "params",
+    "mmexplain.balancers.GreedyBalancer": "params",
+    "mmexplain.balancers.OGMGE": "params",
+    "mmexplain.balancers.UtilizationTarget": "params",
+    "mmexplain.balancers.AttributionRegularizer": "params",
+    "mmexplain.balancers.SampleValuation": "params",
+    "mmexplain.callbacks.EpochProgressBar": "params",
+    "mmexplain.callbacks.ConditionalLearningSpeed": "params",
+    "sklearn.pipeline.Pipeline": "params",
+    "sklearn.preprocessing.StandardScaler": "fitted",
+    "sklearn.preprocessing.MinMaxScaler": "fitted",
+    "sklearn.preprocessing.MaxAbsScaler": "fitted",
+    "sklearn.preprocessing.RobustScaler": "fitted",
+    "sklearn.preprocessing.Normalizer": "fitted",
+    "skorch.dataset.ValidSplit": "params",
+    "skorch.callbacks.GradientNormClipping": "params",
+    "torch.utils.data.DataLoader": "class",
+    **{
+        f"torch.nn.{n}": "class"
+        for n in (
+            "CrossEntropyLoss",
+            "NLLLoss",
+            "BCEWithLogitsLoss",
+            "MSELoss",
+            "L1Loss",
+        )
+    },
+    **{
+        f"torch.optim.{n}": "class"
+        for n in ("Adam", "AdamW", "SGD", "RMSprop", "Adagrad")
+    },
+}
+
+#: public mmexplain classes that were never allowed and still are not
+FORMER_REFUSED = (
+    "mmexplain.ModalityDict",
+    "mmexplain.ModalityExplanation",
+    "mmexplain.balancers.Balancer",
+    "mmexplain.balancers.ConditionalSpeedMeter",
+    "mmexplain.balancers.EpochData",
+    "mmexplain.callbacks.UtilizationHistory",
+    "mmexplain.explainers.BaseModalityExplainer",
+    "mmexplain.explainers.ConditionalUtilization",
+    "mmexplain.explainers.ForwardModel",
+    "mmexplain.explainers.GradientModalityAttribution",
+    "mmexplain.explainers.ModalityShapley",
+    "mmexplain.explainers.PermutationModalityImportance",
+    "mmexplain.modules.MMTM",
+    "mmexplain.modules.UNetEncoder",
+)
+
+
+def test_derived_allow_list_keeps_the_former_table():
+    table = allowed()
+    for name, role in FORMER_ALLOW_LIST.items():
+        assert name in table, f"{name} is no longer allowed"
+        assert table[name][1] == role, f"{name}: role {table[name][1]!r}, was {role!r}"
+        module, attr = name.rsplit(".", 1)
+        assert resolve(name) is getattr(importlib.import_module(module), attr)
+    public = public_classes()
+    for name in FORMER_REFUSED:
+        assert name in public and name not in table, name
+    # third-party classes are listed explicitly, and no more than before
+    third = {n for n in table if not n.startswith("mmexplain.")}
+    assert third == {n for n in FORMER_ALLOW_LIST if not n.startswith("mmexplain.")}
+    # every mmexplain entry is a public class whose role the hierarchy gives
+    for name in table.keys() - third:
+        assert name in public, name
+    assert tuple(table) == SAFE_CLASSES
+
+
+def _balancer_model(cls):
+    """A tiny fitted classifier with a ``cls`` balancer, on the model it requires."""
+    needs = set(cls.requires)
+    if needs & {"rebalancing", "ablating", "squeeze_averages", "modality_parameters"}:
+        X, y, _, _ = make_colored_digits(random_state=0)
+        X, y = X[:40], y[:40]
+        kw = {"module": MMTMNet, "module__channels": (4,), "module__ratio": 2}
+    else:
+        X, y = make_multimodal_classification(40, n_features=6, random_state=0)
+        kw = {}
+        if "linear_head" in needs:  # OGM-GE: a linear head, trained with SGD
+            kw = {"module__head": "linear", "optimizer": torch.optim.SGD}
+    balancer = construct(cls, modalities=list(X))
+    clf = MultimodalClassifier(
+        balancer=balancer, max_epochs=2, batch_size=16, random_state=0, **kw
+    )
+    return clf.fit(X, y), X
+
+
+@pytest.mark.parametrize(
+    "cls", [c for _, c in all_estimators("balancer")], ids=lambda c: c.__name__
+)
+def test_every_balancer_round_trips(cls, tmp_path):
+    clf, X = _balancer_model(cls)
+    loaded = load_model(save_model(clf, tmp_path / "b.mmx"))
+    assert type(loaded.balancer) is cls
+    assert loaded.balancer.get_params() == clf.balancer.get_params()
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+class ToyBalancer(Balancer):
+    """A balancer of the user's own, exported by no mmexplain namespace."""
+
+    def __init__(self, strength=1.0):
+        self.strength = strength
+
+
+def test_balancer_outside_mmexplain_is_refused(tmp_path):
+    # the hierarchy would give it a role, but only exported classes are allowed
+    assert role_of(ToyBalancer) == "params"
+    assert allowed_name(ToyBalancer) is None
+    path = tmp_path / "toy.mmx"
+    with pytest.raises(TypeError, match=r"balancer = .*ToyBalancer.*SAFE_CLASSES"):
+        save_model(MultimodalClassifier(balancer=ToyBalancer()), path)
+    assert not path.exists()
+
+
+def test_file_naming_a_refused_public_class_gives_value_error(tmp_path):
+    path = save_model(
+        MultimodalClassifier(balancer=ModalityDropout()), tmp_path / "m.mmx"
+    )
+    header = _header(path)
+    header["root"]["__object__"]["params"]["balancer"]["__object__"]["class"] = (
+        "mmexplain.callbacks.UtilizationHistory"
+    )
+    bad = _rewrite(path, tmp_path / "bad.mmx", header=header)
+    with pytest.raises(ValueError, match="not in the allow-list"):
+        load_model(bad)
+
+
+def test_another_public_path_of_an_allowed_class_loads(tmp_path):
+    clf = MultimodalClassifier(max_epochs=3, balancer=ModalityDropout(p=0.3))
+    path = save_model(clf, tmp_path / "m.mmx")
+    header = _header(path)
+    root = header["root"]["__object__"]
+    assert root["class"] == "mmexplain.MultimodalClassifier"
+    root["class"] = "mmexplain.estimators.MultimodalClassifier"
+    loaded = load_model(_rewrite(path, tmp_path / "alias.mmx", header=header))
+    assert type(loaded) is MultimodalClassifier and loaded.balancer.p == 0.3
