@@ -118,7 +118,8 @@ def brute_permutation(
         X = {m: v[rows] for m, v in X.items()}
         y = y[rows]
         n = k
-    perms = [[rng.permutation(n) for _ in range(n_repeats)] for _ in modalities]
+    shared = [rng.permutation(n) for _ in range(n_repeats)]  # one per repeat
+    perms = [shared for _ in modalities]
     base = score(X, y)
     imp = np.empty((len(modalities), n_repeats))
     for i, m in enumerate(modalities):

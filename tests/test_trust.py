@@ -102,12 +102,13 @@ def brute_shapley(module, X, y, modalities):
 def brute_permutation(module, X, y, modalities, n_repeats, seed):
     """Singh et al. Algorithm 1 with full forward passes: CE increase per permutation.
 
-    Permutations drawn as documented: ``rng.permutation(N)`` per modality in
-    order, ``n_repeats`` each, from ``np.random.RandomState(seed)``.
+    Permutations drawn as documented: ``n_repeats`` draws ``rng.permutation(N)``
+    from ``np.random.RandomState(seed)``, repeat r's shared by every modality.
     """
     rng = np.random.RandomState(seed)
     n = len(y)
-    perms = [[rng.permutation(n) for _ in range(n_repeats)] for _ in modalities]
+    shared = [rng.permutation(n) for _ in range(n_repeats)]  # one per repeat
+    perms = [shared for _ in modalities]
     yt = torch.as_tensor(np.asarray(y), dtype=torch.long)
 
     def loss(Xd):

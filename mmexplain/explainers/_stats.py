@@ -65,9 +65,10 @@ def make_stat(
 
     def probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         valid = _valid_mask(y, ignore)
-        p = torch.softmax(logits.float(), dim=1)
+        # log-softmax of the true class only, then exp: no (rows, C) probabilities
         yy = torch.where(valid, y, torch.zeros_like(y))
-        py = p.gather(1, yy.unsqueeze(1)).squeeze(1) * valid
+        logp = torch.log_softmax(logits.float(), dim=1).gather(1, yy.unsqueeze(1))
+        py = logp.squeeze(1).exp() * valid
         return torch.stack([_flat_sum(py), _flat_sum(valid.float())], dim=1)
 
     def confusion(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

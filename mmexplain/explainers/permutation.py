@@ -48,16 +48,19 @@ class PermutationModalityImportance(BaseModalityExplainer):
     Parameters
     ----------
     n_repeats : int, default=5
-        Permutations per modality.
+        Permutations of the rows; each one is applied to every modality in
+        turn (one modality permuted per evaluation).
     scoring : str or callable, default='loss'
         'loss' (the model's criterion; per-pixel for segmenters), 'accuracy',
         'miou' (segmentation), a scikit-learn classification scorer name, or a
         callable ``scorer(estimator, X, y)`` (runs the estimator on permuted
         copies, without the fast path).
     random_state : int, RandomState or None, default=None
-        Seeds the permutations. They are drawn as ``rng.permutation(N)`` for
-        each modality in order, ``n_repeats`` times each, after the optional
-        ``max_samples`` subsample (``rng.choice(N, k, replace=False)``).
+        Seeds the permutations: ``n_repeats`` draws ``rng.permutation(N)``,
+        repeat ``r``'s shared by every modality (as scikit-learn's
+        ``permutation_importance`` shares them across features; see
+        doc/methods.md), after the optional ``max_samples`` subsample
+        (``rng.choice(N, k, replace=False)``).
     max_samples : int, float or None, default=None
         Evaluate on a random subset: a count, or a fraction of N.
     batch_size : int, default=4096
@@ -198,10 +201,11 @@ class PermutationModalityImportance(BaseModalityExplainer):
         n = len(Xv)
         # int32 halves the memory of the M x n_repeats x N plan (same draws)
         index_dtype = np.int32 if n < 2**31 else np.int64
-        perms = [
-            [rng.permutation(n).astype(index_dtype) for _ in range(self.n_repeats)]
-            for _ in modalities
-        ]
+        # one permutation per repeat, shared by the modalities (each evaluation
+        # permutes one modality only, so this is still Algorithm 1): R draws of
+        # N rows instead of M * R, and one index upload per repeat and block
+        shared = [rng.permutation(n).astype(index_dtype) for _ in range(self.n_repeats)]
+        perms = [shared for _ in modalities]
         if self.class_index is not None:
             return self._explain_class(ctx, perms)
         scoring = resolve_scoring(
