@@ -4,26 +4,15 @@ import warnings
 from collections.abc import Mapping
 
 import pytest
+from _required_args import REQUIRED_ARGS, construct
 from sklearn.base import clone
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from mmexplain import ModalityTransformer, MultimodalClassifier, MultimodalSegmenter
-from mmexplain.balancers import (
-    OGMGE,
-    AttributionRegularizer,
-    GreedyBalancer,
-    ModalityDropout,
-    SampleValuation,
-    UtilizationTarget,
-)
-from mmexplain.explainers import (
-    ConditionalUtilization,
-    GradientModalityAttribution,
-    ModalityShapley,
-    PermutationModalityImportance,
-)
+from mmexplain.balancers import ModalityDropout
+from mmexplain.discovery import all_estimators
 
 API_CHECKS = [
     ec.check_estimator_cloneable,
@@ -37,22 +26,28 @@ API_CHECKS = [
     ec.check_mixin_order,
 ]
 
-ESTIMATORS = [
-    MultimodalClassifier(),
+#: every public estimator, explainer, balancer and transformer, constructed
+#: with the arguments it requires (tests/_required_args.py)
+DISCOVERED = all_estimators()
+
+#: configurations beyond the defaults
+EXTRA = [
     MultimodalClassifier(balancer=ModalityDropout(p=0.1)),
     MultimodalSegmenter(balancer=ModalityDropout()),
-    ModalityDropout(),
-    GreedyBalancer(),
-    OGMGE(),
-    UtilizationTarget({"a": 0.5, "b": 0.5}),
-    AttributionRegularizer({"a": 0.5, "b": 0.5}),
-    SampleValuation(),
-    ModalityTransformer({"eo": StandardScaler()}),
-    PermutationModalityImportance(),
-    ConditionalUtilization(),
-    ModalityShapley(),
-    GradientModalityAttribution(),
 ]
+
+
+def _constructible():
+    out = []
+    for _, cls in DISCOVERED:
+        try:
+            out.append(construct(cls))
+        except TypeError:  # reported by test_every_estimator_is_constructible
+            pass
+    return out
+
+
+ESTIMATORS = _constructible() + EXTRA
 # skorch nets set history_/initialized_/virtual_params_ in __init__ by design,
 # so check_no_attributes_set_in_init applies only to the pure sklearn objects.
 PURE = [e for e in ESTIMATORS if not hasattr(e, "module")]
@@ -62,6 +57,22 @@ def _id(est):
     return type(est).__name__ + (
         "+balancer" if getattr(est, "balancer", None) is not None else ""
     )
+
+
+@pytest.mark.parametrize("cls", [c for _, c in DISCOVERED], ids=lambda c: c.__name__)
+def test_every_estimator_is_constructible(cls):
+    """A newly exported estimator is covered; one with required arguments needs them."""
+    construct(cls)  # raises a TypeError naming tests/_required_args.py
+
+
+def test_required_args_name_discovered_classes():
+    assert set(REQUIRED_ARGS) <= {name for name, _ in DISCOVERED}
+
+
+def test_discovery_finds_the_known_kinds():
+    names = {name for name, _ in DISCOVERED}
+    assert {"MultimodalClassifier", "ModalityDropout", "ModalityShapley"} <= names
+    assert {"ModalityTransformer"} <= names
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=_id)
