@@ -5,7 +5,7 @@ data, side by side in one run: for each repeat, vanilla is fitted first, then
 each balancer (same seed, so the same initial weights and batch order), and the
 median over repeats is reported. Time per epoch is the whole ``fit`` time
 divided by ``max_epochs`` (so fit overheads such as building the module, the
-balancer's ``on_train_begin`` and its per-epoch valuation are included). One
+balancer's ``fit_started`` and its per-epoch valuation are included). One
 1-epoch warm-up fit of every configuration runs first (imports, allocator,
 autograd paths).
 
@@ -20,7 +20,7 @@ autograd paths).
    GreedyBalancer(mode='guided') against vanilla MMTMNet.
 
     python benchmarks/bench_balancers.py [--epochs 5] [--repeats 5] [--batch-size 64]
-                                         [--threads 1] [--quick]
+                                         [--threads 1] [--quick] [--smoke]
 
 Targets (ratio of s/epoch to vanilla): ModalityDropout <= 1.05x, OGMGE <= 1.2x,
 SampleValuation <= 1.5x, AttributionRegularizer <= 1.6x, UtilizationTarget
@@ -28,13 +28,16 @@ SampleValuation <= 1.5x, AttributionRegularizer <= 1.6x, UtilizationTarget
 
 SampleValuation adds one-modality copies of low-value samples to every epoch,
 so it trains on more rows than vanilla; its row count per epoch (relative to
-vanilla), the time of one valuation + re-sampling (``on_epoch_begin``) and the
-ratio per training row are printed below the table. --quick: 2 epochs x 2
-repeats. Torch runs on one thread by default (``--threads 0``: torch's own
-default): the models are tiny, and on a machine shared with other CPU-bound
-processes (load > cores) torch's OpenMP threads wait on each other, which made
-2-thread fits 5-20x slower and their ratios meaningless. The load average is
-printed.
+vanilla), the time of one valuation + re-sampling (the balancer's
+``epoch_started`` hook) and the ratio per training row are printed below the
+table. --quick: 2 epochs x 2 repeats. --smoke (a few seconds, for the test
+suite: tests/test_benchmarks.py): the same code paths and table on 300 random
+rows of each data set, 1 epoch x 1 repeat; its timings mean nothing.
+
+Torch runs on one thread by default (``--threads 0``: torch's own default):
+the models are tiny, and on a machine shared with other CPU-bound processes
+(load > cores) torch's OpenMP threads wait on each other, which made 2-thread
+fits 5-20x slower and their ratios meaningless. The load average is printed.
 """
 
 from __future__ import annotations
@@ -113,16 +116,30 @@ def timed_fit(est: MultimodalClassifier, X: Any, y: np.ndarray, epochs: int) -> 
 def valuation_seconds(
     est: MultimodalClassifier, X: Any, y: np.ndarray, repeats: int
 ) -> float:
-    """Median time of one SampleValuation.on_epoch_begin (valuation + re-sampling)."""
-    Xt = {m: torch.as_tensor(np.asarray(v)) for m, v in X.items()}
+    """Median time of one SampleValuation epoch start (valuation + re-sampling).
+
+    Calls the balancer's ``epoch_started`` hook as the training loop does
+    (``net.notify_balancer``), on float32 tensors like the training data.
+    """
+    Xt = {m: torch.as_tensor(np.asarray(v, dtype=np.float32)) for m, v in X.items()}
     yt = torch.as_tensor(y)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        est.balancer_.on_epoch_begin(est, 0, Xt, yt)
+        replaced = est.notify_balancer("epoch_started", epoch=0, X=Xt, y=yt)
         times.append(time.perf_counter() - t0)
+    assert replaced is not None, "SampleValuation added no rows"
     est.module_.train()
     return statistics.median(times)
+
+
+def subsample(X: Any, y: np.ndarray, n: int | None) -> tuple[dict, np.ndarray]:
+    """``n`` random rows (all rows when n is None), as a dict of arrays."""
+    X = {m: np.asarray(v) for m, v in X.items()}
+    if n is None or n >= len(y):
+        return X, y
+    rows = np.sort(np.random.default_rng(0).permutation(len(y))[:n])
+    return {m: v[rows] for m, v in X.items()}, y[rows]
 
 
 def main() -> None:
@@ -138,9 +155,17 @@ def main() -> None:
         help="torch.set_num_threads (default 1; 0 leaves torch's default)",
     )
     ap.add_argument("--quick", action="store_true", help="2 epochs x 2 repeats")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds-long run for the test suite: 300 rows, 1 epoch x 1 repeat",
+    )
     args = ap.parse_args()
+    rows = None
     if args.quick:
         args.epochs, args.repeats = 2, 2
+    if args.smoke:
+        args.epochs, args.repeats, rows = 1, 1, 300
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
@@ -148,12 +173,12 @@ def main() -> None:
 
     # -- data -------------------------------------------------------------------
     X_mf, y_mf = load_multiple_features()
+    X_mf, y_mf = subsample(X_mf, np.asarray(y_mf).astype(np.int64), rows)
     X_mf = ModalityTransformer({m: StandardScaler() for m in X_mf}).fit_transform(X_mf)
-    y_mf = np.asarray(y_mf).astype(np.int64)
     mods = list(X_mf)
     uniform = {m: 1.0 / len(mods) for m in mods}
     X_cd, y_cd, _, _ = make_colored_digits(random_state=0)
-    y_cd = np.asarray(y_cd).astype(np.int64)
+    X_cd, y_cd = subsample(X_cd, np.asarray(y_cd).astype(np.int64), rows)
     data = {"mf": (X_mf, y_mf), "cd": (X_cd, y_cd)}
 
     cases = [

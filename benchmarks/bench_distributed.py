@@ -13,7 +13,7 @@ ConditionalUtilization, GradientModalityAttribution) runs
 2. in P processes launched by ``python -m torch.distributed.run --standalone
    --nproc_per_node=P`` (each rank evaluates its share of the rows; the
    additive statistics are all-reduced, see
-   :mod:`mmexplain.explainers._distributed`).
+   :mod:`mmexplain._core.distributed`).
 
 On CPU the backend is gloo, P = ``--nproc`` (default 2) and every process
 runs with ONE thread (``OMP_NUM_THREADS=1``, ``torch.set_num_threads(1)``),
@@ -32,12 +32,15 @@ rates, Shapley values and per-sample shares equal the 1-process ones (max
 absolute difference; every rank returns the same numbers, checked exactly).
 
     python benchmarks/bench_distributed.py [--n 16384 (GPU: 131072)] [--nproc 2]
-        [--n-repeats 10] [--repeats 2] [--device auto|cpu|cuda] [--quick]
+        [--n-repeats 10] [--repeats 2] [--device auto|cpu|cuda] [--quick] [--smoke]
 
 Target: ratio close to P for large N (the per-rank work is N/P rows; the
 all-reduce moves a few hundred numbers). On a 2-core machine shared with
 other CPU-bound processes (see the printed load average) the ratio is noisy
 and bounded by the cores actually free. --quick: N = 4096, 1 repeat.
+--smoke (for the test suite: tests/test_benchmarks.py): the same launches,
+tables and equality check on N = 512 rows in batches of 128, 2 permutation
+repeats, 1 timed run; its timings mean nothing (process start-up dominates).
 """
 
 from __future__ import annotations
@@ -247,6 +250,11 @@ def main() -> None:
     ap.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="~1-minute version")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds-long run for the test suite: N=512, batches of 128",
+    )
     ap.add_argument("--_worker", type=str, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_tag", type=str, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -262,6 +270,8 @@ def main() -> None:
     if args.quick:
         args.n = min(args.n, 4096)
         args.repeats = 1
+    if args.smoke:
+        args.n, args.batch_size, args.n_repeats, args.repeats = 512, 128, 2, 1
     load_start = load_average()
     t_start = time.perf_counter()
     out = Path(tempfile.mkdtemp(prefix="mmexplain_bench_dist_"))
