@@ -11,7 +11,11 @@ warm-up fit in this process). The script checks that cv_results_ and
 best_params_ equal the n_jobs=1 run exactly, and exits 1 if they do not.
 
     python benchmarks/bench_dask_search.py [--workers 2] [--n-samples 2000]
-        [--epochs 8] [--repeats 2]
+        [--epochs 8] [--repeats 2] [--smoke]
+
+--smoke (for the test suite: tests/test_benchmarks.py): the same code paths,
+equality check and output on 200 samples, 1 epoch, cv=2, 1 dask worker, 1 warm
+dask run; its timings mean nothing.
 
 Needs the ``distributed`` extra: pip install -c constraints.txt -e ".[distributed]".
 """
@@ -81,7 +85,15 @@ def main() -> int:
     ap.add_argument(
         "--repeats", type=int, default=2, help="n_jobs=1 and warm dask runs"
     )
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds-long run for the test suite: 200 samples, 1 epoch, cv=2",
+    )
     args = ap.parse_args()
+    if args.smoke:
+        args.n_samples, args.epochs, args.cv, args.repeats = 200, 1, 2, 1
+        args.workers = 1
 
     # the workers run one torch thread each (dask sets OMP_NUM_THREADS=1); the
     # n_jobs=1 baseline uses one too, so the results can match bit for bit

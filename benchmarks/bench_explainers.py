@@ -35,6 +35,7 @@ predictions with 20% label noise (so that importances are clearly positive).
    then the same memory figure for exact ModalityShapley at --shapley-n rows.
 
     python benchmarks/bench_explainers.py [--n 2000] [--repeats 3] [--threads T] [--quick]
+        [--smoke]
 
 Targets: (1) ours >= 20x faster than both; (2) ours <= 1.5x the lower bound;
 (3) ours >= 20x faster than shap per sample; (4) peak added < input bytes and
@@ -47,7 +48,12 @@ part 4 keeps the best of 2 calls per size. --quick: 2 repeats, captum timed on
 N = 25k/50k/100k, one call each, with batch_size=1024 (at such small N the
 fixed per-batch activations of 4096-row batches are as large as the inputs),
 and the Shapley memory at the largest of these sizes unless --shapley-n is
-given (default 200k).
+given (default 200k). --smoke (for the test suite: tests/test_benchmarks.py):
+the same parts, tables and exactness asserts on N = 300 rows, 2 permutation
+repeats, 1 timing, captum timed on 1 attribute() call, 3 shap samples, part 4
+at N = 300/1200 with batch_size=256 (Shapley memory at 1200), and shap's numba
+kernels left uncompiled (NUMBA_DISABLE_JIT=1: compiling them takes longer than
+the rest of the smoke run); its timings and memory figures mean nothing.
 Part 4 sizes should all exceed the CPU cache (the 6 x 32 float embedding
 cache is 19 MB at 25k rows): below it, time per row is lower. The load average
 is printed: on a machine shared with other CPU-bound processes, torch's OpenMP
@@ -559,6 +565,11 @@ def main() -> None:
         help="torch.set_num_threads (default: leave torch's default)",
     )
     ap.add_argument("--quick", action="store_true", help="~1-minute version")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds-long run for the test suite: N=300, tiny part 4",
+    )
     ap.add_argument("--_worker", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument(
         "--_method", type=str, default="permutation", help=argparse.SUPPRESS
@@ -583,9 +594,15 @@ def main() -> None:
         args.scale_sizes = "25000,50000,100000"
         args.scale_batch_size = 1024
         captum_calls = min(2, args.n_repeats)
+    if args.smoke:
+        args.n, args.n_repeats, args.repeats, args.shap_samples = 300, 2, 1, 3
+        args.batch_size = args.scale_batch_size = 256
+        args.scale_sizes = "300,1200"
+        captum_calls = 1
+        os.environ.setdefault("NUMBA_DISABLE_JIT", "1")  # before shap imports numba
     sizes = [int(s) for s in args.scale_sizes.split(",")]
     if args.shapley_n is None:
-        args.shapley_n = sizes[-1] if args.quick else 200_000
+        args.shapley_n = sizes[-1] if args.quick or args.smoke else 200_000
     R, bs, N = args.n_repeats, args.batch_size, args.n
     M = len(SHAPES)
     load_start = load_average()

@@ -31,6 +31,7 @@ c. Scaling: PermutationModalityImportance on the first N/4, N/2 and N rows of
 
     python benchmarks/bench_scale.py [--gb 3] [--ds-rows 2048] [--workers 0,2]
         [--n-repeats 5] [--batch-size 1024] [--threads 1] [--cold] [--quick]
+        [--smoke]
 
 Targets: (a) peak RSS well under the data size; (b) Dataset explain <= 1.3x
 in memory with worker processes; (c) time per row at N <= 1.3x that at N/4.
@@ -42,7 +43,11 @@ Every process runs torch with ``--threads`` (default 1) intra-op threads: on a
 machine shared with other CPU-bound processes, torch's OpenMP threads wait on
 each other and the same explain can take 10x longer with 2 threads than with
 1; the load average is printed. --quick: 0.75 GiB, 512 Dataset rows, 3
-permutation repeats, 2 timed runs of part b, 1 of training.
+permutation repeats, 2 timed runs of part b, 1 of training. --smoke (for the
+test suite: tests/test_benchmarks.py): the same parts, subprocesses, tables and
+exactness assert on 10 MiB of memmaps (106 rows), 64 Dataset rows, batches of
+32, 2 permutation repeats, 1 timed run of each; its timings and memory figures
+mean nothing.
 """
 
 from __future__ import annotations
@@ -453,6 +458,11 @@ def main() -> None:
     ap.add_argument("--cold", action="store_true", help="drop the memmaps from cache")
     ap.add_argument("--dir", type=str, default=None, help="temp dir parent")
     ap.add_argument("--quick", action="store_true", help="~1-minute version")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="seconds-long run for the test suite: 10 MiB of memmaps",
+    )
     ap.add_argument("--_worker", type=str, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_n", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_method", type=str, default=None, help=argparse.SUPPRESS)
@@ -469,6 +479,10 @@ def main() -> None:
         args.ds_rows = min(args.ds_rows, 512)
         args.repeats, args.fit_repeats = 2, 1
         args.n_repeats = min(args.n_repeats, 3)
+    if args.smoke:
+        args.gb, args.ds_rows, args.n_repeats = 10 / 1024, 64, 2
+        args.batch_size = args.ds_batch_size = args.train_batch_size = 32
+        args.repeats, args.fit_repeats = 1, 1
     args.workers = [int(w) for w in args.workers.split(",")]
     n = int(args.gb * 2**30 // ROW_BYTES)
     args.ds_rows = min(args.ds_rows, n)
