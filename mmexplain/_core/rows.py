@@ -16,7 +16,7 @@ import torch
 
 from mmexplain._core.distributed import all_reduce_sum, row_share
 
-__all__ = ["reduce_rows", "row_blocks"]
+__all__ = ["reduce_rows", "row_blocks", "tree_map"]
 
 
 def row_blocks(lo: int, hi: int, size: int) -> list[slice]:
@@ -42,11 +42,12 @@ def _add(total: Any, part: Any) -> Any:
     return total + part
 
 
-def _map(tree: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+def tree_map(tree: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``fn`` applied to every tensor of a tensor, dict or list/tuple of them."""
     if isinstance(tree, Mapping):
-        return {k: _map(v, fn) for k, v in tree.items()}
+        return {k: tree_map(v, fn) for k, v in tree.items()}
     if isinstance(tree, list | tuple):
-        return type(tree)(_map(v, fn) for v in tree)
+        return type(tree)(tree_map(v, fn) for v in tree)
     return fn(tree)
 
 
@@ -108,4 +109,4 @@ def reduce_rows(
         if empty is None:
             raise ValueError("no rows to reduce on this process")
         total = empty()
-    return _map(total, all_reduce_sum)
+    return tree_map(total, all_reduce_sum)

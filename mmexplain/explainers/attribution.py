@@ -8,11 +8,6 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import StrOptions
 
-from mmexplain._core.distributed import all_gather_rows, row_share
-from mmexplain._core.rows import row_blocks
-from mmexplain._core.torch_state import eval_mode
-from mmexplain.data.sources import as_source
-from mmexplain.explainers._engine import check_label_range
 from mmexplain.explainers.base import BaseModalityExplainer, ExplainContext
 from mmexplain.modules.contract import require
 from mmexplain.results import AttributionExplanation
@@ -127,7 +122,6 @@ class GradientModalityAttribution(BaseModalityExplainer):
         **BaseModalityExplainer._parameter_constraints,
         "output": [StrOptions({"max", "true"})],
         "level": [StrOptions({"auto", "embedding", "input"})],
-        "show_progress": ["boolean"],
     }
 
     def _needs_y(self) -> bool:
@@ -142,32 +136,22 @@ class GradientModalityAttribution(BaseModalityExplainer):
             require(
                 adapter.module, "encode_fuse", "level='embedding'", error=ValueError
             )
-        n, dev = len(ctx.X), adapter.device
-        y_t = None
-        if ctx.y is not None and self.output == "true":
-            y_t = torch.as_tensor(np.array(ctx.y)).to(dev)
-        lo, hi = row_share(n)
-        blocks = row_blocks(lo, hi, self.batch_size)
-        stream = as_source(ctx.X).stream([(b, None) for b in blocks], device=dev)
-        if self.show_progress:
-            from tqdm.auto import tqdm
-
-            stream = tqdm(
-                stream, total=len(blocks), desc="gradient attribution", leave=False
-            )
-        parts = []
-        with eval_mode(adapter.module):
-            for sl, Xb in zip(blocks, stream):
-                a = self._block_shares(
-                    adapter, Xb, level, None if y_t is None else y_t[sl]
-                )
-                parts.append(a.detach().double().cpu())
-        local = (
-            torch.cat(parts)
-            if parts
-            else torch.zeros((0, len(modalities)), dtype=torch.float64)
+        engine = self._engine(
+            ctx,
+            fast=level == "embedding",
+            desc="gradient attribution",
+            needs_index=False,
         )
-        sample_shares = all_gather_rows(local, n).numpy()
+        sample_shares = (
+            engine.gradient_rows(
+                lambda Z, out, y: modality_attribution(
+                    Z, out, y=y if self.output == "true" else None
+                ).double(),
+                width=len(modalities),
+            )
+            .cpu()
+            .numpy()
+        )
         valid = np.isfinite(sample_shares).all(axis=1)
         shares = (
             100.0 * sample_shares[valid].mean(axis=0)
@@ -185,27 +169,3 @@ class GradientModalityAttribution(BaseModalityExplainer):
             shares=shares,
             sample_shares=sample_shares,
         )
-
-    @staticmethod
-    def _block_shares(
-        adapter: Any, Xb: dict[str, torch.Tensor], level: str, y: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Attribution shares (B, M) of one block of rows."""
-        with torch.enable_grad():
-            if level == "embedding":
-                with torch.no_grad():
-                    Z = adapter.encode(Xb)
-                Z = {m: z.detach().requires_grad_(True) for m, z in Z.items()}
-                out = adapter.head(Z)
-            else:
-                Z = {m: x.requires_grad_(True) for m, x in Xb.items()}
-                out = adapter.forward(Z)
-            if not bool(torch.isfinite(out).all()):
-                raise ValueError(
-                    "the model's outputs are not finite (NaN or inf) on these data: its "
-                    "weights may have diverged in training; an explanation of such a "
-                    "model would be meaningless"
-                )
-            if y is not None:
-                check_label_range(y, out, adapter.ignore_index)
-            return modality_attribution(Z, out, y=y)

@@ -12,7 +12,6 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mmexplain._core.distributed import all_gather_rows
 from mmexplain.explainers._engine import EvaluationEngine, Perturbation
 from mmexplain.explainers._stats import make_stat
 from mmexplain.explainers.base import (
@@ -309,44 +308,45 @@ class ModalityShapley(BaseModalityExplainer):
             for mk in evaluated
         ]
         col = {int(mk): j for j, mk in enumerate(masks)}
-        weights = shapley_weights(M) if orderings is None else None
-        parts: list[list[np.ndarray]] = [[], [], [], []]
-        for _, st in engine.iter_blocks(perturbations, stat):
-            V = self._coalition_block(st.double().cpu().numpy(), evaluated, col)
-            if weights is not None:
-                vals, se = V @ weights, None
+        dev = engine.device
+        # coalition values V (rows, len(masks)): column of each evaluated mask and
+        # its scale (|S| for 'correct', -1 for 'neg_loss'); v(empty) stays 0 for
+        # 'correct', which does not evaluate it
+        where = torch.tensor([col[mk] for mk in evaluated], device=dev)
+        scale = torch.tensor(
+            [
+                bin(mk).count("1")
+                if self.value == "correct"
+                else (-1.0 if self.value == "neg_loss" else 1.0)
+                for mk in evaluated
+            ],
+            dtype=torch.float64,
+            device=dev,
+        )
+        if orderings is None:
+            weights = torch.from_numpy(shapley_weights(M)).to(dev)
+        else:
+            cols = torch.from_numpy(np.vectorize(col.__getitem__)(prefix_masks)).to(dev)
+            order = torch.from_numpy(orderings).to(dev)
+        empty, full = col[0], col[(1 << M) - 1]
+
+        def block(sl: slice, st: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            st = st.double()
+            per = torch.nan_to_num(st[..., 0] / st[..., 1])  # no valid pixel: 0
+            V = torch.zeros((st.shape[1], len(col)), dtype=torch.float64, device=dev)
+            V[:, where] = (per * scale[:, None]).T
+            if orderings is None:
+                vals = V @ weights
+                se = vals.new_zeros((len(vals), 0))  # not a view: V must be freed
             else:
-                vals, se = self._monte_carlo(V, col, orderings, prefix_masks)
-            parts[0].append(vals)
-            parts[1].append(se if se is not None else np.zeros((len(V), 0)))
+                vals, se = self._monte_carlo(V, cols, order)
             # copies: a view would keep the block's whole (rows, 2^M) matrix alive
-            parts[2].append(V[:, col[0]].copy())
-            parts[3].append(V[:, col[(1 << M) - 1]].copy())
-        gathered = [self._gather(p, engine.n) for p in parts]
-        values, se, v_empty, v_full = gathered
+            return vals, se, V[:, empty].clone(), V[:, full].clone()
+
+        values, se, v_empty, v_full = (
+            t.cpu().numpy() for t in engine.map_blocks(perturbations, stat, block)
+        )
         return values, (se if orderings is not None else None), v_empty, v_full
-
-    @staticmethod
-    def _gather(parts: list[np.ndarray], n: int) -> np.ndarray:
-        local = torch.from_numpy(np.concatenate(parts)) if parts else torch.zeros(0)
-        return all_gather_rows(local, n).numpy()
-
-    def _coalition_block(
-        self, st: np.ndarray, evaluated: list[int], col: dict[int, int]
-    ) -> np.ndarray:
-        """Per-sample coalition values (b, len(masks)) from statistics (K, b, 2)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            per = st[..., 0] / st[..., 1]
-        per = np.nan_to_num(per)  # samples with no valid pixel contribute 0
-        V = np.zeros((st.shape[1], len(col)))
-        for k, mk in enumerate(evaluated):
-            v = per[k]
-            if self.value == "correct":
-                v = bin(mk).count("1") * v
-            elif self.value == "neg_loss":
-                v = -v
-            V[:, col[mk]] = v
-        return V
 
     def _orderings(self, M: int) -> tuple[np.ndarray, np.ndarray]:
         """Random modality orderings (P, M) and their prefix coalitions (P, M + 1)."""
@@ -360,17 +360,16 @@ class ModalityShapley(BaseModalityExplainer):
 
     @staticmethod
     def _monte_carlo(
-        V: np.ndarray,
-        col: dict[int, int],
-        orderings: np.ndarray,
-        prefix_masks: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Mean marginal contributions over the orderings and their standard errors."""
-        cols = np.vectorize(col.__getitem__)(prefix_masks)  # (P, M+1)
+        V: torch.Tensor, cols: torch.Tensor, orderings: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean marginal contributions over the orderings and their standard errors.
+
+        ``cols`` (P, M + 1): the column of ``V`` of each prefix coalition of each
+        ordering; ``orderings`` (P, M): the modality at each position.
+        """
         marg = V[:, cols[:, 1:]] - V[:, cols[:, :-1]]  # (N, P, M) in ordering positions
-        contrib = np.zeros_like(marg)
-        np.put_along_axis(
-            contrib, np.broadcast_to(orderings[None], marg.shape), marg, axis=2
+        contrib = torch.zeros_like(marg).scatter_(
+            2, orderings[None].expand(marg.shape), marg
         )
-        values = contrib.mean(axis=1)
-        return values, contrib.std(axis=1, ddof=1) / np.sqrt(contrib.shape[1])
+        values = contrib.mean(dim=1)
+        return values, contrib.std(dim=1, unbiased=True) / np.sqrt(contrib.shape[1])
