@@ -12,7 +12,6 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
-from mmexplain._core.distributed import all_reduce_sum
 from mmexplain.data import permute_rows, take_rows
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
@@ -306,15 +305,21 @@ class PermutationModalityImportance(BaseModalityExplainer):
             for r in range(self.n_repeats)
         ]
         dev = engine.device
-        change = torch.zeros(len(perturbations) - 1, dtype=torch.float64, device=dev)
-        total = torch.zeros(2, dtype=torch.float64, device=dev)
-        for _, st in engine.iter_blocks(perturbations, stat):
+
+        def fold(acc: list, sl: slice, st: torch.Tensor) -> list:
             st = st.double()
-            change += (st[1:] - st[:1]).abs().sum(dim=(1, 2))
-            total[0] += st[0].sum()
-            total[1] += st[0].numel()
-        change = all_reduce_sum(change).cpu()
-        total = all_reduce_sum(total).cpu()
+            change, total = acc
+            change = change + (st[1:] - st[:1]).abs().sum(dim=(1, 2))
+            count = st.new_tensor(float(st[0].numel()))  # on the device: no sync
+            return [change, total + torch.stack([st[0].sum(), count])]
+
+        init = [
+            torch.zeros(len(perturbations) - 1, dtype=torch.float64, device=dev),
+            torch.zeros(2, dtype=torch.float64, device=dev),
+        ]
+        change, total = (
+            t.cpu() for t in engine.reduce_blocks(perturbations, stat, fold, init)
+        )
         importances = (change / total[1]).numpy().reshape(len(modalities), -1)
         mean = importances.mean(axis=1)
         name = f"class {c} {self.class_output}"
