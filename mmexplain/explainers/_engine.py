@@ -40,10 +40,12 @@ import torch
 from torch import nn
 
 from mmexplain._core.distributed import all_gather_rows, all_reduce_sum, row_share
-from mmexplain._core.rows import reduce_rows, row_blocks, tree_map
+from mmexplain._core.rows import row_blocks
 from mmexplain._core.torch_state import eval_mode
 from mmexplain.data.sources import as_source
 from mmexplain.explainers._adapter import ModelAdapter
+from mmexplain.explainers._baselines import Baseline, BaselineMixin
+from mmexplain.explainers._reductions import ReductionMixin
 
 __all__ = ["Baseline", "EvaluationEngine", "Perturbation"]
 
@@ -51,14 +53,6 @@ __all__ = ["Baseline", "EvaluationEngine", "Perturbation"]
 # ----------------------------------------------------------------------------
 # perturbations
 # ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Baseline:
-    """A constant replacement row for one modality (zero/mean embedding or input)."""
-
-    name: str
-    row: torch.Tensor = field(repr=False)  # shape (1, *row_shape), on the engine device
-
-
 @dataclass
 class Perturbation:
     """How each modality's rows are taken, plus an optional model context."""
@@ -84,7 +78,7 @@ def _encoder_layout(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-class EvaluationEngine:
+class EvaluationEngine(BaselineMixin, ReductionMixin):
     """Evaluate a model on many perturbations of one data set, cheaply.
 
     Parameters
@@ -214,91 +208,6 @@ class EvaluationEngine:
         with eval_mode(self.adapter.module), torch.inference_mode():
             Z = self._encode(self.source.take(slice(0, 1), device=self.device))
         return tuple(Z[m].shape[1:])
-
-    # -- baselines ------------------------------------------------------------
-    def baseline(self, modality: str, kind: str, reference: Any = None) -> Baseline:
-        """A constant row for ``modality`` in the engine's current space.
-
-        kind 'zeros': zero row; 'mean': mean over ``reference`` (default: the
-        data being explained), of embeddings on the embedding path and of
-        inputs on the full-forward path.
-        """
-        if kind in ("zero_input", "mean_input"):
-            return self._input_baseline(modality, kind, reference)
-        if kind == "zeros":
-            shape = (
-                self._embedding_shape(modality)
-                if self.path == "embeddings"
-                else self.source.row_shapes[modality]
-            )
-            row = torch.zeros((1, *shape), device=self.device)
-        elif kind == "mean":
-            row = self._mean_row(modality, reference)
-        else:
-            raise ValueError(f"unknown baseline {kind!r}")
-        return Baseline(name=f"{kind}:{modality}", row=row)
-
-    def _input_baseline(self, modality: str, kind: str, reference: Any) -> Baseline:
-        """A constant *input* row (zeros or the mean input), in the engine's space.
-
-        On the embedding path the row is encoded once: encoders in eval mode are
-        per-sample functions, so the embedding of a constant input is a constant
-        embedding row, and replacing the input equals replacing the embedding by
-        it (exact, and the fusion head alone runs per coalition).
-        """
-        if kind == "zero_input":
-            shape = self.source.row_shapes[modality]
-            row = torch.zeros((1, *shape), device=self.device)
-        else:
-            row = self._mean_input_row(modality, reference)
-        if self.path == "embeddings":
-            probe = self.source.take(slice(0, 1), device=self.device)
-            probe[modality] = row
-            with eval_mode(self.adapter.module), torch.inference_mode():
-                row = self._encode(probe)[modality]
-        return Baseline(name=f"{kind}:{modality}", row=row)
-
-    def _mean_input_row(self, modality: str, reference: Any) -> torch.Tensor:
-        """Mean input row of ``modality`` over ``reference`` (default: the data)."""
-        source = self.source if reference is None else as_source(reference)
-        total = reduce_rows(
-            source,
-            lambda rows, _: rows[modality].double().sum(dim=0, keepdim=True),
-            batch_size=self.batch_size,
-            device=self.device,
-            modalities=[modality],
-            empty=lambda: torch.zeros(
-                (1, *source.row_shapes[modality]),
-                dtype=torch.float64,
-                device=self.device,
-            ),
-        )
-        return (total / len(source)).float()
-
-    def _mean_row(self, modality: str, reference: Any) -> torch.Tensor:
-        """Mean of ``modality`` (embedding or input) over ``reference`` or the data."""
-        if reference is None and self.cache is not None:
-            lo, hi = self.lo, self.hi
-            total = self.cache[modality][lo:hi].double().sum(dim=0, keepdim=True)
-            return (all_reduce_sum(total) / self.n).float()
-        if self.path != "embeddings":
-            return self._mean_input_row(modality, reference)
-        source = self.source if reference is None else as_source(reference)
-        with eval_mode(self.adapter.module), torch.inference_mode():
-            total = reduce_rows(
-                source,
-                lambda rows, _: (
-                    self._encode(rows)[modality].double().sum(dim=0, keepdim=True)
-                ),
-                batch_size=self.batch_size,
-                device=self.device,
-                empty=lambda: torch.zeros(
-                    (1, *self._embedding_shape(modality)),
-                    dtype=torch.float64,
-                    device=self.device,
-                ),
-            )
-        return (total / len(source)).float()
 
     # -- evaluation -----------------------------------------------------------
     def _groups(self, perturbations: Sequence[Perturbation], per_call: int) -> list:
@@ -477,110 +386,6 @@ class EvaluationEngine:
         ys = y.repeat(len(group), *([1] * (y.dim() - 1))) if len(group) > 1 else y
         st = stat(logits, ys).reshape(len(group), sl.stop - sl.start, -1)
         return st, flag
-
-    # -- reductions over all rows (all ranks) -----------------------------------
-    def reduce_blocks(
-        self,
-        perturbations: Sequence[Perturbation],
-        stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        fold: Callable[[Any, slice, torch.Tensor], Any],
-        init: Any,
-    ) -> Any:
-        """``fold(acc, rows, stats)`` over this rank's blocks, then summed over ranks.
-
-        ``init`` and the accumulator are tensors (or dicts/lists of tensors) on
-        the engine's device; nothing is copied to the host before the end.
-        """
-        acc = init
-        for sl, st in self.iter_blocks(perturbations, stat):
-            acc = fold(acc, sl, st)
-        return tree_map(acc, all_reduce_sum)
-
-    def map_blocks(
-        self,
-        perturbations: Sequence[Perturbation],
-        stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        fn: Callable[[slice, torch.Tensor], tuple[torch.Tensor, ...]],
-    ) -> tuple[torch.Tensor, ...]:
-        """Per-row results ``fn(rows, stats) -> (tensor (rows, ...), ...)`` of every row.
-
-        Each block is reduced by ``fn`` as soon as its statistics exist (memory
-        bounded by the block), on the device; the parts are concatenated in row
-        order and gathered over ranks, so every rank gets all ``n`` rows.
-        """
-        parts: list[list[torch.Tensor]] | None = None
-        for sl, st in self.iter_blocks(perturbations, stat):
-            out = fn(sl, st)
-            if parts is None:
-                parts = [[] for _ in out]
-            for p, o in zip(parts, out):
-                p.append(o)
-        if parts is None:  # this rank has no rows: learn the shapes from one row
-            probe = self._probe_rows(perturbations, stat, fn)
-            parts = [[o[:0]] for o in probe]
-        return tuple(all_gather_rows(torch.cat(p), self.n) for p in parts)
-
-    def _probe_rows(self, perturbations: Any, stat: Any, fn: Any) -> Any:
-        lo, hi = self.lo, self.hi
-        self.lo, self.hi = 0, min(1, self.n)
-        try:
-            for sl, st in self.iter_blocks(perturbations, stat):
-                return fn(sl, st)
-        finally:
-            self.lo, self.hi = lo, hi
-        raise ValueError("no rows to evaluate")
-
-    def gradient_rows(
-        self,
-        fn: Callable[
-            [dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None], torch.Tensor
-        ],
-        *,
-        width: int,
-    ) -> torch.Tensor:
-        """The gradient path: ``fn(Z, out, y) -> (rows, width)`` for every row.
-
-        ``Z`` holds this block's embeddings (embedding path) or inputs (full
-        forward path) as leaves that require grad, ``out`` the model's output
-        on them (the fusion head or the whole model, in eval mode, the mode
-        restored after); ``fn`` computes what it needs by autograd. Outputs are
-        checked as in :meth:`iter_blocks` (finite, labels in range); results are
-        gathered over ranks in row order.
-        """
-        blocks = row_blocks(self.lo, self.hi, self.batch_size)
-        reads = [] if self.cache is not None else [(b, None) for b in blocks]
-        stream = iter(self.source.stream(reads, device=self.device))
-        bar = self._progress(len(blocks))
-        flag = torch.zeros((), dtype=torch.bool, device=self.device)
-        parts = []
-        with eval_mode(self.adapter.module):
-            for sl in blocks:
-                if self.cache is not None:
-                    Zb = {m: self.cache[m][sl] for m in self.modalities}
-                elif self.path == "embeddings":
-                    with torch.inference_mode():
-                        Zb = self._encode(next(stream))
-                else:
-                    Zb = next(stream)
-                with torch.enable_grad():
-                    # clones: leaves of our own (never the caller's tensors), and
-                    # ordinary tensors even where the embeddings are inference ones
-                    Z = {m: z.clone().requires_grad_(True) for m, z in Zb.items()}
-                    out = self._call(Z)
-                    flag = self._check_output(out, flag)
-                    y = None if self.y is None else self.y[sl]
-                    parts.append(fn(Z, out, y).detach())
-                if bar is not None:
-                    bar.update(1)
-        if bar is not None:
-            bar.close()
-        self._raise_if_nonfinite(flag)
-        local = (
-            torch.cat(parts)
-            if parts
-            else torch.zeros((0, width), dtype=torch.float64, device=self.device)
-        )
-        return all_gather_rows(local, self.n)
 
     def _progress(self, total: int) -> Any:
         if not self.show_progress:

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from mmexplain.plotting._axes import _axes
-from mmexplain.results import method_spec
 
 __all__ = ["plot_class_utilization", "plot_share_comparison", "plot_shares"]
 
@@ -109,7 +108,9 @@ def plot_shares(
     finite = np.isfinite(tops)
     ax.set_ylim(0, max(100.0, float(tops[finite].max()) if finite.any() else 100.0))
     method = getattr(explanation, "method", "")
-    spec = method_spec(method)
+    # the result carries its MethodSpec: plotting imports nothing of the results
+    # layer, which calls it (results -> plotting is the only direction)
+    spec = getattr(explanation, "method_spec", None)
     ax.set_title(title if title is not None else (spec.title if spec else method))
     for xi, s, top in zip(x, shares, tops):
         if np.isfinite(s):

@@ -1,0 +1,136 @@
+"""Reductions of the evaluation engine over all rows and all ranks, and its gradient path.
+
+A part of :class:`~mmexplain.explainers._engine.EvaluationEngine`, split out
+by concern. An explainer reduces the engine's per-block statistics with
+:meth:`~ReductionMixin.reduce_blocks` (sums) or
+:meth:`~ReductionMixin.map_blocks` (per-row results), or differentiates the
+model with :meth:`~ReductionMixin.gradient_rows`; the engine shares the rows
+across ``torch.distributed`` ranks and reduces or gathers the results, so an
+explainer never sees the process group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from mmexplain._core.distributed import all_gather_rows, all_reduce_sum
+from mmexplain._core.rows import row_blocks, tree_map
+from mmexplain._core.torch_state import eval_mode
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmexplain.explainers._engine import Perturbation
+
+__all__ = ["ReductionMixin"]
+
+
+class ReductionMixin:
+    """The engine's reductions (needs ``iter_blocks``, ``source``, ``cache``,
+    ``path``, ``device``, ``batch_size``, ``n``, ``lo``/``hi``, ``y``,
+    ``adapter``, ``modalities``, ``_encode``, ``_call``, ``_check_output``,
+    ``_raise_if_nonfinite`` and ``_progress``)."""
+
+    def reduce_blocks(
+        self,
+        perturbations: Sequence[Perturbation],
+        stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        fold: Callable[[Any, slice, torch.Tensor], Any],
+        init: Any,
+    ) -> Any:
+        """``fold(acc, rows, stats)`` over this rank's blocks, then summed over ranks.
+
+        ``init`` and the accumulator are tensors (or dicts/lists of tensors) on
+        the engine's device; nothing is copied to the host before the end.
+        """
+        acc = init
+        for sl, st in self.iter_blocks(perturbations, stat):
+            acc = fold(acc, sl, st)
+        return tree_map(acc, all_reduce_sum)
+
+    def map_blocks(
+        self,
+        perturbations: Sequence[Perturbation],
+        stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        fn: Callable[[slice, torch.Tensor], tuple[torch.Tensor, ...]],
+    ) -> tuple[torch.Tensor, ...]:
+        """Per-row results ``fn(rows, stats) -> (tensor (rows, ...), ...)`` of every row.
+
+        Each block is reduced by ``fn`` as soon as its statistics exist (memory
+        bounded by the block), on the device; the parts are concatenated in row
+        order and gathered over ranks, so every rank gets all ``n`` rows.
+        """
+        parts: list[list[torch.Tensor]] | None = None
+        for sl, st in self.iter_blocks(perturbations, stat):
+            out = fn(sl, st)
+            if parts is None:
+                parts = [[] for _ in out]
+            for p, o in zip(parts, out):
+                p.append(o)
+        if parts is None:  # this rank has no rows: learn the shapes from one row
+            probe = self._probe_rows(perturbations, stat, fn)
+            parts = [[o[:0]] for o in probe]
+        return tuple(all_gather_rows(torch.cat(p), self.n) for p in parts)
+
+    def _probe_rows(self, perturbations: Any, stat: Any, fn: Any) -> Any:
+        lo, hi = self.lo, self.hi
+        self.lo, self.hi = 0, min(1, self.n)
+        try:
+            for sl, st in self.iter_blocks(perturbations, stat):
+                return fn(sl, st)
+        finally:
+            self.lo, self.hi = lo, hi
+        raise ValueError("no rows to evaluate")
+
+    def gradient_rows(
+        self,
+        fn: Callable[
+            [dict[str, torch.Tensor], torch.Tensor, torch.Tensor | None], torch.Tensor
+        ],
+        *,
+        width: int,
+    ) -> torch.Tensor:
+        """The gradient path: ``fn(Z, out, y) -> (rows, width)`` for every row.
+
+        ``Z`` holds this block's embeddings (embedding path) or inputs (full
+        forward path) as leaves that require grad, ``out`` the model's output
+        on them (the fusion head or the whole model, in eval mode, the mode
+        restored after); ``fn`` computes what it needs by autograd. Outputs are
+        checked as in :meth:`iter_blocks` (finite, labels in range); results are
+        gathered over ranks in row order.
+        """
+        blocks = row_blocks(self.lo, self.hi, self.batch_size)
+        reads = [] if self.cache is not None else [(b, None) for b in blocks]
+        stream = iter(self.source.stream(reads, device=self.device))
+        bar = self._progress(len(blocks))
+        flag = torch.zeros((), dtype=torch.bool, device=self.device)
+        parts = []
+        with eval_mode(self.adapter.module):
+            for sl in blocks:
+                if self.cache is not None:
+                    Zb = {m: self.cache[m][sl] for m in self.modalities}
+                elif self.path == "embeddings":
+                    with torch.inference_mode():
+                        Zb = self._encode(next(stream))
+                else:
+                    Zb = next(stream)
+                with torch.enable_grad():
+                    # clones: leaves of our own (never the caller's tensors), and
+                    # ordinary tensors even where the embeddings are inference ones
+                    Z = {m: z.clone().requires_grad_(True) for m, z in Zb.items()}
+                    out = self._call(Z)
+                    flag = self._check_output(out, flag)
+                    y = None if self.y is None else self.y[sl]
+                    parts.append(fn(Z, out, y).detach())
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        self._raise_if_nonfinite(flag)
+        local = (
+            torch.cat(parts)
+            if parts
+            else torch.zeros((0, width), dtype=torch.float64, device=self.device)
+        )
+        return all_gather_rows(local, self.n)
