@@ -140,9 +140,14 @@ def make_y(model: LateFusionNet, X: dict[str, np.ndarray], seed: int = 0) -> np.
 
 
 def library_permutations(n: int, n_mod: int, n_repeats: int, seed: int) -> list:
-    """The indices PermutationModalityImportance draws (no max_samples)."""
+    """The indices PermutationModalityImportance draws (no max_samples).
+
+    ``n_repeats`` draws of ``rng.permutation(n)``, repeat r's shared by every
+    modality (the documented ``random_state`` convention), as ``perms[i][r]``.
+    """
     rng = np.random.RandomState(seed)
-    return [[rng.permutation(n) for _ in range(n_repeats)] for _ in range(n_mod)]
+    shared = [rng.permutation(n) for _ in range(n_repeats)]
+    return [shared for _ in range(n_mod)]
 
 
 # ----------------------------------------------------------------------------
