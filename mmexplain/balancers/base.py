@@ -32,10 +32,15 @@ balancers. The names are distinct from skorch's callback methods
 
 ``X`` arguments of the batch hooks are ``dict[str, torch.Tensor]`` on the
 training device and hold only modalities. The whole-set ``X`` of
-``fit_started`` / ``epoch_started`` is such a dict when the training data are
-in memory and a :class:`~mmexplain.data.sources.RowSource` when they are a
-Dataset on disk (use :func:`modality_names` / :func:`modality_means`, or
-``X.take(rows)``, to stay out of core). Per-row side information (e.g. which modalities a
+``fit_started`` / ``epoch_started`` is always a
+:class:`~mmexplain.data.sources.RowSource`, the one internal data model: an
+:class:`~mmexplain.data.sources.ArraySource` over the training tensors (on the
+training device) when the data are in memory, a
+:class:`~mmexplain.data.sources.DatasetSource` when they are a Dataset on disk.
+Use ``X.modalities``, ``len(X)``, ``X.take(rows)``, ``X.subset(rows)`` or
+:func:`modality_means`, and explain it directly (explainers take row sources),
+and the balancer works in and out of core alike. (Called by hand with a dict,
+a hook converts it with :func:`training_source`.) Per-row side information (e.g. which modalities a
 re-sampled copy trains) travels in ``rows``: the ``rows`` mapping of the
 :class:`EpochData` that ``epoch_started`` returned, sliced to the batch (None
 when there is none).
@@ -54,7 +59,7 @@ from sklearn.utils import check_random_state
 from mmexplain._core.distributed import all_reduce_sum
 from mmexplain._core.params import validate_params
 from mmexplain._core.rows import reduce_rows
-from mmexplain.data.sources import RowSource
+from mmexplain.data.sources import ArraySource, RowSource
 from mmexplain.metrics import check_target  # re-exported: balancers validate targets
 from mmexplain.modules.contract import require
 from mmexplain.seeding import draw_seed, numpy_rng, torch_generator
@@ -122,17 +127,40 @@ class EpochData(NamedTuple):
     index: np.ndarray | None = None
 
 
+def training_source(X: Any) -> RowSource:
+    """The whole-set training data as a :class:`~mmexplain.data.sources.RowSource`.
+
+    The estimator passes one already; a mapping (a hook called by hand) is
+    wrapped in an :class:`~mmexplain.data.sources.ArraySource`, without a copy.
+    """
+    return X if isinstance(X, RowSource) else ArraySource(X)
+
+
+def source_device(X: Any, net: Any = None) -> torch.device:
+    """The device the training rows live on (the net's device for a Dataset)."""
+    mapping = X.X if isinstance(X, ArraySource) else X
+    if isinstance(mapping, Mapping):
+        first = next(iter(mapping.values()))
+        if isinstance(first, torch.Tensor):
+            return first.device
+    return torch.device(getattr(net, "device", None) or "cpu")
+
+
 def modality_names(X: Any) -> tuple[str, ...]:
-    """Modality names of the training data (tensors in memory or a row source)."""
-    return tuple(X.modalities) if isinstance(X, RowSource) else tuple(X.keys())
+    """Modality names of the training data (a row source or a mapping)."""
+    return tuple(training_source(X).modalities)
 
 
 def modality_means(
     X: Any, device: torch.device | str, batch_size: int = 4096
 ) -> dict[str, torch.Tensor]:
     """Per-modality mean row ``(1, ...)`` of the training data, streamed for sources."""
-    if not isinstance(X, RowSource):
-        return {m: v.float().mean(dim=0, keepdim=True) for m, v in X.items()}
+    X = training_source(X)
+    tensors = X.X if isinstance(X, ArraySource) else None
+    if tensors is not None and all(
+        isinstance(v, torch.Tensor) for v in tensors.values()
+    ):
+        return {m: v.float().mean(dim=0, keepdim=True) for m, v in tensors.items()}
     totals = reduce_rows(
         X,
         lambda rows, _: {

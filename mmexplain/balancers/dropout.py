@@ -9,7 +9,12 @@ from typing import Any, ClassVar
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mmexplain.balancers.base import Balancer, modality_means, modality_names
+from mmexplain.balancers.base import (
+    Balancer,
+    modality_means,
+    modality_names,
+    source_device,
+)
 
 __all__ = ["ModalityDropout"]
 
@@ -106,11 +111,7 @@ class ModalityDropout(Balancer):
                 raise ValueError(
                     f"ModalityDropout: drop probability of modality {m!r} must be in [0, 1), got {q}"
                 )
-        device = (
-            next(iter(X.values())).device
-            if isinstance(X, Mapping)
-            else torch.device(getattr(net, "device", None) or "cpu")
-        )
+        device = source_device(X, net)
         self.modalities_ = names
         self.probs_ = torch.tensor(probs, dtype=torch.float32, device=device)
         self.droppable_ = [m in droppable for m in names]

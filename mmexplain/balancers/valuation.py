@@ -9,8 +9,13 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from mmexplain.balancers.base import Balancer, EpochData, encode_fuse, modality_names
-from mmexplain.data.sources import RowSource
+from mmexplain.balancers.base import (
+    Balancer,
+    EpochData,
+    encode_fuse,
+    modality_names,
+    training_source,
+)
 from mmexplain.modules.contract import has_encode_fuse
 from mmexplain.seeding import MAX_SEED
 
@@ -127,6 +132,7 @@ class SampleValuation(Balancer):
         self.counts_ = None
         if epoch < self.warmup_epochs:
             return None
+        X = training_source(X)
         n, M = len(y), len(self.modalities_)
         if self.level == "sample":
             phi = self._values(net, X, y)  # (N, M)
@@ -144,12 +150,7 @@ class SampleValuation(Balancer):
             k = max(1, int(round(self.subset * n)))
             sub = self.rng_.choice(n, k, replace=False)
             sub_t = torch.as_tensor(sub, device=y.device)
-            X_sub = (
-                X.subset(sub)
-                if isinstance(X, RowSource)
-                else {m: v.index_select(0, sub_t.to(v.device)) for m, v in X.items()}
-            )
-            phi = self._values(net, X_sub, y.index_select(0, sub_t))
+            phi = self._values(net, X.subset(sub), y.index_select(0, sub_t))
             mean_phi = phi.mean(axis=0)
             gap = 1.0 - mean_phi
             hi, lo = int(gap.argmax()), int(gap.argmin())
@@ -170,14 +171,10 @@ class SampleValuation(Balancer):
         ] = 1.0
         keep = torch.cat([torch.ones(n, M, device=device), keep_extra])
         y_epoch = torch.cat([y, y.index_select(0, rows_t)])
-        if isinstance(X, RowSource):  # out of core: the epoch's rows by index
-            index = np.concatenate([np.arange(n), rows])
-            return EpochData(None, y_epoch, rows={KEEP_ROWS: keep}, index=index)
-        X_epoch = {
-            m: torch.cat([v, v.index_select(0, rows_t.to(v.device))])
-            for m, v in X.items()
-        }
-        return EpochData(X_epoch, y_epoch, rows={KEEP_ROWS: keep})
+        # the epoch's rows by index: the estimator reads them from memory or
+        # from the Dataset, so this works in and out of core alike
+        index = np.concatenate([np.arange(n), rows])
+        return EpochData(None, y_epoch, rows={KEEP_ROWS: keep}, index=index)
 
     # -- training forward -------------------------------------------------------
     def forward(

@@ -9,7 +9,7 @@ from sklearn.base import clone
 
 from mmexplain.balancers.base import HOOKS, Balancer, EpochData
 from mmexplain.data.batching import dataset_targets, is_in_memory, resolve_dataset
-from mmexplain.data.sources import DatasetSource
+from mmexplain.data.sources import ArraySource, DatasetSource
 
 __all__ = ["BalancerLifecycleMixin"]
 
@@ -119,16 +119,17 @@ class BalancerLifecycleMixin:
             self.notify_balancer("fit_finished")
 
     def _training_tensors(self, dataset: Any) -> tuple[Any, Any]:
-        """The training split for the balancer: tensors in memory, else a row source.
+        """The training split for the balancer: a row source and the targets.
 
-        A Dataset on disk reaches the balancer as a
+        In memory, an :class:`~mmexplain.data.sources.ArraySource` over the
+        training tensors on the training device; a Dataset on disk, a
         :class:`~mmexplain.data.sources.DatasetSource` (random access by row,
-        nothing loaded up front) with the encoded targets as a tensor.
+        nothing loaded up front). The targets are an encoded tensor.
         """
         if not is_in_memory(dataset):
             y = dataset_targets(dataset)
             y_t = None if y is None else torch.as_tensor(y).to(self.device)
             return DatasetSource(dataset), y_t
         X, y = resolve_dataset(dataset)
-        X = {m: v.to(self.device) for m, v in X.items()}
+        X = ArraySource({m: v.to(self.device) for m, v in X.items()})
         return X, (None if y is None else y.to(self.device))

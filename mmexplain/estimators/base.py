@@ -469,7 +469,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             ds = EpochDataset(X.dataset, data.index, data.y, data.rows)
             return dataset_loader(ds, **kwargs)
         idx = torch.as_tensor(np.asarray(data.index), dtype=torch.long)
-        tensors = {m: v.index_select(0, idx.to(v.device)) for m, v in X.items()}
+        tensors = {m: v.index_select(0, idx.to(v.device)) for m, v in X.X.items()}
         return TensorBatchIterator.from_tensors(
             tensors, data.y, rows=data.rows, **kwargs
         )
