@@ -87,6 +87,57 @@ def _orthonormal_projection(rng: np.random.Generator, k: int, f: int) -> np.ndar
     return q.T if f >= k else q
 
 
+def _modality_settings(
+    modalities: Any, n_features: Any, informativeness: Any, noise: Any
+) -> tuple[list[str], list[Any], list[Any], list[Any]]:
+    """Names and per-modality (features, informativeness, noise), checked."""
+    if modalities is None:
+        modalities = ("a", "b")
+    elif isinstance(modalities, Integral) and not isinstance(modalities, bool):
+        modalities = tuple(
+            f"m{i}" for i in range(_check_int("modalities", modalities, 1))
+        )
+    if isinstance(modalities, str):
+        modalities = (modalities,)
+    overrides: Mapping[str, Mapping[str, float]] = (
+        modalities if isinstance(modalities, Mapping) else {}
+    )
+    names = list(modalities)
+    if not names:
+        raise ValueError("modalities is empty; give at least one modality name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"modality names must be unique, got {names}")
+    for name in names:
+        if not isinstance(name, str):
+            raise ValueError(f"modality names must be strings, got {name!r}")
+        spec = overrides.get(name, {})
+        if not isinstance(spec, Mapping):
+            raise ValueError(
+                f"settings of modality {name!r} must be a mapping with keys "
+                f"{list(_SPEC_KEYS)}, got {spec!r}"
+            )
+        bad = [key for key in spec if key not in _SPEC_KEYS]
+        if bad:
+            raise ValueError(
+                f"unknown setting {bad[0]!r} for modality {name!r}; "
+                f"allowed keys are {list(_SPEC_KEYS)}"
+            )
+    n_mod = len(names)
+    feats = _per_modality("n_features", n_features, n_mod)
+    infos = _per_modality("informativeness", informativeness, n_mod)
+    noises = _per_modality("noise", noise, n_mod)
+    for j, name in enumerate(names):
+        spec = overrides.get(name, {})
+        feats[j] = _check_int(
+            f"n_features of {name!r}", spec.get("n_features", feats[j]), 1
+        )
+        infos[j] = _check_real(
+            f"informativeness of {name!r}", spec.get("informativeness", infos[j]), 0.0
+        )
+        noises[j] = _check_real(f"noise of {name!r}", spec.get("noise", noises[j]), 0.0)
+    return names, feats, infos, noises
+
+
 def make_multimodal_classification(
     n_samples: int = 500,
     *,
@@ -195,50 +246,10 @@ def make_multimodal_classification(
     n_classes = _check_int("n_classes", n_classes, 2)
     shared = _check_real("shared", shared, 0.0, 1.0)
 
-    if modalities is None:
-        modalities = ("a", "b")
-    elif isinstance(modalities, Integral) and not isinstance(modalities, bool):
-        modalities = tuple(
-            f"m{i}" for i in range(_check_int("modalities", modalities, 1))
-        )
-    if isinstance(modalities, str):
-        modalities = (modalities,)
-    overrides: Mapping[str, Mapping[str, float]] = (
-        modalities if isinstance(modalities, Mapping) else {}
+    names, feats, infos, noises = _modality_settings(
+        modalities, n_features, informativeness, noise
     )
-    names = list(modalities)
-    if not names:
-        raise ValueError("modalities is empty; give at least one modality name")
-    if len(set(names)) != len(names):
-        raise ValueError(f"modality names must be unique, got {names}")
-    for name in names:
-        if not isinstance(name, str):
-            raise ValueError(f"modality names must be strings, got {name!r}")
-        spec = overrides.get(name, {})
-        if not isinstance(spec, Mapping):
-            raise ValueError(
-                f"settings of modality {name!r} must be a mapping with keys "
-                f"{list(_SPEC_KEYS)}, got {spec!r}"
-            )
-        bad = [key for key in spec if key not in _SPEC_KEYS]
-        if bad:
-            raise ValueError(
-                f"unknown setting {bad[0]!r} for modality {name!r}; "
-                f"allowed keys are {list(_SPEC_KEYS)}"
-            )
     n_mod = len(names)
-    feats = _per_modality("n_features", n_features, n_mod)
-    infos = _per_modality("informativeness", informativeness, n_mod)
-    noises = _per_modality("noise", noise, n_mod)
-    for j, name in enumerate(names):
-        spec = overrides.get(name, {})
-        feats[j] = _check_int(
-            f"n_features of {name!r}", spec.get("n_features", feats[j]), 1
-        )
-        infos[j] = _check_real(
-            f"informativeness of {name!r}", spec.get("informativeness", infos[j]), 0.0
-        )
-        noises[j] = _check_real(f"noise of {name!r}", spec.get("noise", noises[j]), 0.0)
 
     rng = _check_rng(random_state)
     k = n_classes
@@ -293,6 +304,86 @@ _DOLP = np.array([0.10, 0.10, 0.70, 0.10, 0.45, 0.10])
 _AOLP = np.array([np.nan, np.nan, 0.25, np.nan, 0.75, np.nan])
 _NIR = np.array([0.25, 0.85, 0.45, 0.45, 0.02, 0.65])
 _SEG_MODALITIES = ("rgb", "aolp", "dolp", "nir")
+
+
+def _segmentation_names(modalities: Sequence[str]) -> list[str]:
+    """The requested modalities, checked against :data:`_SEG_MODALITIES`."""
+    if isinstance(modalities, str):
+        modalities = (modalities,)
+    names = list(modalities)
+    unknown = [m for m in names if m not in _SEG_MODALITIES]
+    if unknown:
+        raise ValueError(
+            f"unknown modality {unknown[0]!r}; available modalities are {list(_SEG_MODALITIES)}"
+        )
+    if not names or len(set(names)) != len(names):
+        raise ValueError(
+            f"modalities must be a non-empty list of unique names, got {names}"
+        )
+    return names
+
+
+def _segmentation_noise(noise: Any, names: list[str]) -> dict[str, float]:
+    """Noise standard deviation of each requested modality, checked."""
+    if isinstance(noise, Mapping):
+        bad = [m for m in noise if m not in _SEG_MODALITIES]
+        if bad:
+            raise ValueError(f"noise names unknown modality {bad[0]!r}")
+        sigma = {
+            m: _check_real(f"noise of {m!r}", noise.get(m, 0.05), 0.0) for m in names
+        }
+    else:
+        s = _check_real("noise", noise, 0.0)
+        sigma = dict.fromkeys(names, s)
+    return sigma
+
+
+def _paint_scenes(
+    rng: np.random.Generator,
+    n_samples: int,
+    h: int,
+    w: int,
+    lo: int,
+    hi: int,
+    n_classes: int,
+) -> np.ndarray:
+    """Class map (n_samples, h, w): objects painted one after the other on asphalt."""
+    y = np.zeros((n_samples, h, w), dtype=np.int64)
+    count = rng.integers(lo, hi + 1, size=n_samples)
+    yy = (np.arange(h) + 0.5)[None, :, None] / h
+    xx = (np.arange(w) + 0.5)[None, None, :] / w
+    for obj in range(hi):
+        cy, cx = rng.uniform(0.0, 1.0, size=(2, n_samples, 1, 1))
+        ry, rx = rng.uniform(0.08, 0.3, size=(2, n_samples, 1, 1))
+        ellipse = rng.random((n_samples, 1, 1)) < 0.5
+        material = rng.integers(1, n_classes, size=(n_samples, 1, 1))
+        dy, dx = np.abs(yy - cy) / ry, np.abs(xx - cx) / rx
+        inside = np.where(ellipse, dy**2 + dx**2 <= 1.0, (dy <= 1.0) & (dx <= 1.0))
+        inside &= (obj < count)[:, None, None]
+        y = np.where(inside, material, y)
+    return y
+
+
+def _render_modalities(
+    rng: np.random.Generator, y: np.ndarray, sigma: dict[str, float]
+) -> ModalityDict:
+    """Each modality of ``sigma``: its material cue per pixel plus noise, in [0, 1]."""
+    illum = rng.uniform(0.8, 1.2, size=(len(y), 1, 1, 1))
+    X = ModalityDict()
+    for name in _SEG_MODALITIES:  # fixed order: same draws for any subset
+        if name == "rgb":
+            img = np.moveaxis(_RGB[y], -1, 1) * illum
+        elif name == "dolp":
+            img = _DOLP[y][:, None]
+        elif name == "nir":
+            img = _NIR[y][:, None] * illum
+        else:  # aolp
+            img = _AOLP[y][:, None]
+            img = np.where(np.isnan(img), rng.random(img.shape), img)
+        img = img + sigma.get(name, 0.0) * rng.standard_normal(img.shape)
+        if name in sigma:
+            X[name] = np.clip(img, 0.0, 1.0).astype(np.float32)
+    return X
 
 
 def make_multimodal_segmentation(
@@ -404,65 +495,16 @@ def make_multimodal_segmentation(
         raise ValueError(
             f"n_classes must be between 2 and {len(SEGMENTATION_CLASSES)}, got {n_classes}"
         )
-    if isinstance(modalities, str):
-        modalities = (modalities,)
-    names = list(modalities)
-    unknown = [m for m in names if m not in _SEG_MODALITIES]
-    if unknown:
-        raise ValueError(
-            f"unknown modality {unknown[0]!r}; available modalities are {list(_SEG_MODALITIES)}"
-        )
-    if not names or len(set(names)) != len(names):
-        raise ValueError(
-            f"modalities must be a non-empty list of unique names, got {names}"
-        )
+    names = _segmentation_names(modalities)
     if isinstance(n_objects, Integral):
         n_objects = (n_objects, n_objects)
     if not isinstance(n_objects, Sequence) or len(n_objects) != 2:
         raise ValueError(f"n_objects must be an int or (low, high), got {n_objects!r}")
     lo = _check_int("n_objects (low)", n_objects[0], 0)
     hi = _check_int("n_objects (high)", n_objects[1], lo)
-    if isinstance(noise, Mapping):
-        bad = [m for m in noise if m not in _SEG_MODALITIES]
-        if bad:
-            raise ValueError(f"noise names unknown modality {bad[0]!r}")
-        sigma = {
-            m: _check_real(f"noise of {m!r}", noise.get(m, 0.05), 0.0) for m in names
-        }
-    else:
-        s = _check_real("noise", noise, 0.0)
-        sigma = dict.fromkeys(names, s)
+    sigma = _segmentation_noise(noise, names)
 
     rng = _check_rng(random_state)
-    # --- layout: paint objects one after the other (loop over objects only)
-    y = np.zeros((n_samples, h, w), dtype=np.int64)
-    count = rng.integers(lo, hi + 1, size=n_samples)
-    yy = (np.arange(h) + 0.5)[None, :, None] / h
-    xx = (np.arange(w) + 0.5)[None, None, :] / w
-    for obj in range(hi):
-        cy, cx = rng.uniform(0.0, 1.0, size=(2, n_samples, 1, 1))
-        ry, rx = rng.uniform(0.08, 0.3, size=(2, n_samples, 1, 1))
-        ellipse = rng.random((n_samples, 1, 1)) < 0.5
-        material = rng.integers(1, n_classes, size=(n_samples, 1, 1))
-        dy, dx = np.abs(yy - cy) / ry, np.abs(xx - cx) / rx
-        inside = np.where(ellipse, dy**2 + dx**2 <= 1.0, (dy <= 1.0) & (dx <= 1.0))
-        inside &= (obj < count)[:, None, None]
-        y = np.where(inside, material, y)
-
-    # --- modalities: material cue per pixel + noise
-    illum = rng.uniform(0.8, 1.2, size=(n_samples, 1, 1, 1))
-    X = ModalityDict()
-    for name in _SEG_MODALITIES:  # fixed order: same draws for any subset
-        if name == "rgb":
-            img = np.moveaxis(_RGB[y], -1, 1) * illum
-        elif name == "dolp":
-            img = _DOLP[y][:, None]
-        elif name == "nir":
-            img = _NIR[y][:, None] * illum
-        else:  # aolp
-            img = _AOLP[y][:, None]
-            img = np.where(np.isnan(img), rng.random(img.shape), img)
-        img = img + sigma.get(name, 0.0) * rng.standard_normal(img.shape)
-        if name in sigma:
-            X[name] = np.clip(img, 0.0, 1.0).astype(np.float32)
+    y = _paint_scenes(rng, n_samples, h, w, lo, hi, n_classes)
+    X = _render_modalities(rng, y, sigma)
     return ModalityDict({name: X[name] for name in names}), y

@@ -9,6 +9,7 @@ fast path (encode each modality once, then re-run only the fusion head).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -54,6 +55,68 @@ def _module_dict(modules: Mapping[str, nn.Module], owner: str) -> nn.ModuleDict:
                 f"got {type(modules[name]).__name__}"
             )
     return nn.ModuleDict({name: modules[name] for name in names})
+
+
+def _embedding_sizes(
+    encoders: Mapping[str, nn.Module], embedding_dims: Any, owner: str
+) -> dict[str, int]:
+    """Each modality's embedding size: ``embedding_dims`` or its encoder's ``out_features``."""
+    given = _as_mapping(embedding_dims, owner, "embedding_dims")
+    for name in given:
+        if name not in encoders:
+            raise ValueError(
+                f"{owner}: embedding_dims names unknown modality {name!r}; "
+                f"expected {list(encoders)}"
+            )
+    dims: dict[str, int] = {}
+    for name, enc in encoders.items():
+        attr = getattr(enc, "out_features", None)
+        if name in given:
+            dims[name] = int(given[name])
+            if attr is not None and int(attr) != dims[name]:
+                raise ValueError(
+                    f"{owner}: embedding_dims[{name!r}]={dims[name]} disagrees "
+                    f"with the encoder's out_features={attr}"
+                )
+        elif attr is not None:
+            dims[name] = int(attr)
+        else:
+            raise ValueError(
+                f"{owner}: cannot tell the embedding size of modality {name!r}: "
+                f"its encoder ({type(enc).__name__}) has no 'out_features' "
+                "attribute; pass embedding_dims={" + repr(name) + ": D}"
+            )
+        if dims[name] < 1:
+            raise ValueError(
+                f"{owner}: embedding size of modality {name!r} must be >= 1, "
+                f"got {dims[name]}"
+            )
+    return dims
+
+
+def _fusion_head(
+    head: str | nn.Module | None,
+    fused: int,
+    n_classes: int,
+    hidden: tuple[int, ...],
+    dropout: float,
+    owner: str,
+) -> nn.Module:
+    """The decision layers on the fused embedding (``head`` of :class:`LateFusionNet`)."""
+    if head is None:
+        return _mlp_head(fused, n_classes, tuple(hidden), dropout)
+    if isinstance(head, str):
+        if head != "linear":
+            raise ValueError(
+                f"{owner}: head must be None, 'linear' or an nn.Module, got {head!r}"
+            )
+        return nn.Linear(fused, n_classes)
+    if isinstance(head, nn.Module):
+        return head
+    raise ValueError(
+        f"{owner}: head must be None, 'linear' or an nn.Module, "
+        f"got {type(head).__name__}"
+    )
 
 
 class LateFusionNet(nn.Module):
@@ -136,7 +199,6 @@ class LateFusionNet(nn.Module):
         super().__init__()
         owner = type(self).__name__
         self.encoders = _module_dict(encoders, owner)
-        names = tuple(self.encoders.keys())
         if fusion not in _FUSIONS:
             raise ValueError(
                 f"{owner}: fusion must be one of {list(_FUSIONS)}, got {fusion!r}"
@@ -146,36 +208,7 @@ class LateFusionNet(nn.Module):
         self.fusion = fusion
         self.n_classes = int(n_classes)
 
-        given = _as_mapping(embedding_dims, owner, "embedding_dims")
-        for name in given:
-            if name not in names:
-                raise ValueError(
-                    f"{owner}: embedding_dims names unknown modality {name!r}; "
-                    f"expected {list(names)}"
-                )
-        dims: dict[str, int] = {}
-        for name, enc in self.encoders.items():
-            attr = getattr(enc, "out_features", None)
-            if name in given:
-                dims[name] = int(given[name])
-                if attr is not None and int(attr) != dims[name]:
-                    raise ValueError(
-                        f"{owner}: embedding_dims[{name!r}]={dims[name]} disagrees "
-                        f"with the encoder's out_features={attr}"
-                    )
-            elif attr is not None:
-                dims[name] = int(attr)
-            else:
-                raise ValueError(
-                    f"{owner}: cannot tell the embedding size of modality {name!r}: "
-                    f"its encoder ({type(enc).__name__}) has no 'out_features' "
-                    "attribute; pass embedding_dims={" + repr(name) + ": D}"
-                )
-            if dims[name] < 1:
-                raise ValueError(
-                    f"{owner}: embedding size of modality {name!r} must be >= 1, "
-                    f"got {dims[name]}"
-                )
+        dims = _embedding_sizes(self.encoders, embedding_dims, owner)
         self._embedding_dims = dims
 
         if fusion == "sum":
@@ -188,22 +221,7 @@ class LateFusionNet(nn.Module):
             fused = sum(dims.values())
         self.fused_features = fused
 
-        if head is None:
-            self.head = _mlp_head(fused, self.n_classes, tuple(hidden), dropout)
-        elif isinstance(head, str):
-            if head != "linear":
-                raise ValueError(
-                    f"{owner}: head must be None, 'linear' or an nn.Module, "
-                    f"got {head!r}"
-                )
-            self.head = nn.Linear(fused, self.n_classes)
-        elif isinstance(head, nn.Module):
-            self.head = head
-        else:
-            raise ValueError(
-                f"{owner}: head must be None, 'linear' or an nn.Module, "
-                f"got {type(head).__name__}"
-            )
+        self.head = _fusion_head(head, fused, self.n_classes, hidden, dropout, owner)
 
     # -- introspection ---------------------------------------------------
     @property
