@@ -49,7 +49,7 @@ when there is none).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -69,6 +69,7 @@ __all__ = [
     "Balancer",
     "DeviceMean",
     "EpochData",
+    "TrainingNet",
     "check_target",
     "encode_fuse",
 ]
@@ -125,6 +126,24 @@ class EpochData(NamedTuple):
     y: torch.Tensor
     rows: Mapping[str, torch.Tensor] | None = None
     index: np.ndarray | None = None
+
+
+class TrainingNet(Protocol):
+    """What a balancer's hooks may use of the ``net`` they receive (for type checkers).
+
+    The estimator passes itself (a :class:`~mmexplain.MultimodalClassifier`
+    or :class:`~mmexplain.MultimodalSegmenter`). Balancers read the network
+    (``module_``, checked against ``requires`` in :meth:`Balancer.check_model`),
+    record per-epoch values in skorch's ``history`` (``history.record(key,
+    value)``) and place their tensors on ``device``. ``seed_`` (the seed drawn
+    from the estimator's ``random_state``) and ``optimizer_`` are read with
+    ``getattr`` where present, so a hook called by hand with a stand-in net
+    needs only what it uses.
+    """
+
+    module_: torch.nn.Module
+    history: Any
+    device: Any
 
 
 def training_source(X: Any) -> RowSource:
@@ -261,23 +280,23 @@ class Balancer(BaseEstimator):
         """
         validate_params(self)
 
-    def check_model(self, net: Any) -> None:
+    def check_model(self, net: TrainingNet) -> None:
         """Raise ``TypeError`` if ``net.module_`` lacks a capability in ``requires``."""
         for capability in self.requires:
             require(net.module_, capability, type(self).__name__)
 
     # -- hooks -----------------------------------------------------------
     def fit_started(
-        self, net: Any, *, X: Mapping[str, torch.Tensor], y: torch.Tensor, **kwargs: Any
+        self, net: TrainingNet, *, X: RowSource, y: torch.Tensor, **kwargs: Any
     ) -> None:
         """Called once at the start of training with the full training data."""
 
     def epoch_started(
         self,
-        net: Any,
+        net: TrainingNet,
         *,
         epoch: int,
-        X: Mapping[str, torch.Tensor],
+        X: RowSource,
         y: torch.Tensor,
         **kwargs: Any,
     ) -> EpochData | None:
@@ -286,7 +305,7 @@ class Balancer(BaseEstimator):
 
     def transform_batch(
         self,
-        net: Any,
+        net: TrainingNet,
         *,
         X: dict[str, torch.Tensor],
         y: torch.Tensor,
@@ -298,7 +317,7 @@ class Balancer(BaseEstimator):
 
     def forward(
         self,
-        net: Any,
+        net: TrainingNet,
         *,
         X: dict[str, torch.Tensor],
         rows: Mapping[str, torch.Tensor] | None = None,
@@ -309,7 +328,7 @@ class Balancer(BaseEstimator):
 
     def penalty(
         self,
-        net: Any,
+        net: TrainingNet,
         *,
         X: dict[str, torch.Tensor],
         y: torch.Tensor,
@@ -320,14 +339,19 @@ class Balancer(BaseEstimator):
         return None
 
     def edit_gradients(
-        self, net: Any, *, X: dict[str, torch.Tensor], y: torch.Tensor, **kwargs: Any
+        self,
+        net: TrainingNet,
+        *,
+        X: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        **kwargs: Any,
     ) -> None:
         """Called after ``loss.backward()`` and before the optimizer step."""
 
-    def epoch_finished(self, net: Any, *, epoch: int, **kwargs: Any) -> None:
+    def epoch_finished(self, net: TrainingNet, *, epoch: int, **kwargs: Any) -> None:
         """Called after each epoch (after validation)."""
 
-    def fit_finished(self, net: Any, **kwargs: Any) -> None:
+    def fit_finished(self, net: TrainingNet, **kwargs: Any) -> None:
         """Called once at the end of training, also when it is interrupted."""
 
     # -- helpers for subclasses -------------------------------------------
