@@ -154,6 +154,10 @@ class ArraySource(RowSource):
                 if not rows.flags.writeable:  # a read-only memmap view
                     rows = np.array(rows)
                 rows = torch.from_numpy(rows)
+                if device.type == "cuda":
+                    # page-locked: the copy to the GPU runs asynchronously, while
+                    # the GPU still works on the previous block
+                    rows = rows.pin_memory()
             out[m] = rows.to(device=device, dtype=torch.float32, non_blocking=True)
         return out
 

@@ -78,6 +78,10 @@ def _encoder_layout(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+#: bytes of row indices (permutations) the engine keeps on the device per explain
+INDEX_BUDGET = 256 << 20
+
+
 class EvaluationEngine(BaselineMixin, ReductionMixin):
     """Evaluate a model on many perturbations of one data set, cheaply.
 
@@ -141,6 +145,8 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         self.y = None if y is None else torch.as_tensor(np.array(y)).to(self.device)
         self.lo, self.hi = row_share(self.n)
         self.head_calls = 0
+        self._indices: dict[int, tuple[Any, torch.Tensor]] = {}
+        self._index_bytes = 0
         self._checked_labels = False
         self.cache: dict[str, torch.Tensor] | None = None
         if fast is True and not adapter.split:
@@ -268,16 +274,33 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         if self.cache is not None:
             if spec is None:
                 return self.cache[m][sl]
-            # only this block's slice of the row index goes to the device
-            key = (id(spec), sl.start)
-            idx = device_index.get(key)
-            if idx is None:
-                rows = np.asarray(spec[sl], dtype=np.int64)
-                idx = device_index[key] = torch.from_numpy(rows).to(self.device)
-            return self.cache[m].index_select(0, idx)
+            return self.cache[m].index_select(0, self._index(spec, sl, device_index))
         if spec is None:
             return block[("own", None)][m]
         return block[(id(spec), m)][m]
+
+    def _index(self, spec: Any, sl: slice, per_block: dict) -> torch.Tensor:
+        """This block's slice of a row index, on the device.
+
+        A whole index goes to the device once per explain while all of them fit
+        in ``INDEX_BUDGET`` bytes (one upload instead of one per block; int32
+        stays int32); beyond that, only each block's slice is uploaded.
+        """
+        held = self._indices.get(id(spec))
+        if held is not None and held[0] is spec:  # the same array, not a reused id
+            return held[1][sl]
+        arr = np.asarray(spec)
+        if self._index_bytes + arr.nbytes <= INDEX_BUDGET:
+            full = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+            self._indices[id(spec)] = (spec, full)
+            self._index_bytes += arr.nbytes
+            return full[sl]
+        key = (id(spec), sl.start)
+        idx = per_block.get(key)
+        if idx is None:
+            rows = np.ascontiguousarray(arr[sl])
+            idx = per_block[key] = torch.from_numpy(rows).to(self.device)
+        return idx
 
     def _call(self, rows: Mapping[str, torch.Tensor]) -> torch.Tensor:
         self.head_calls += 1

@@ -60,7 +60,10 @@ class GradientModalityAttribution(BaseModalityExplainer):
     level : {'auto', 'embedding', 'input'}, default='auto'
         Where to attribute; 'auto' is 'embedding' when the model has
         ``encode``/``fuse``.
-    batch_size : int, default=1024
+    batch_size : int or 'auto', default='auto'
+        Rows per model call (with their gradients); ``'auto'`` is 1024 on the
+        CPU and chosen from the free memory on a GPU (see
+        :class:`PermutationModalityImportance`).
     device, target, show_progress :
         As in :class:`PermutationModalityImportance`.
 
@@ -89,6 +92,7 @@ class GradientModalityAttribution(BaseModalityExplainer):
     _headline = "shares_"
     _headline_field = "shares"
     _result_class = AttributionExplanation
+    _cpu_batch_size = 1024
 
     @classmethod
     def for_report(
@@ -106,7 +110,7 @@ class GradientModalityAttribution(BaseModalityExplainer):
         self,
         output: str = "max",
         level: str = "auto",
-        batch_size: int = 1024,
+        batch_size: int | str = "auto",
         device: Any = None,
         target: dict[str, float] | None = None,
         show_progress: bool = False,

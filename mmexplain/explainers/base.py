@@ -10,12 +10,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from mmexplain._core.params import validate_params
-from mmexplain._core.torch_state import model_lock
+from mmexplain._core.torch_state import auto_batch_size, model_lock
 from mmexplain.data import ModalityDict
-from mmexplain.data.sources import RowSource, check_source, is_dataset
+from mmexplain.data.sources import RowSource, as_source, check_source, is_dataset
 from mmexplain.explainers._adapter import ModelAdapter, unwrap_model
 from mmexplain.explainers._engine import EvaluationEngine, Perturbation
 from mmexplain.metrics import check_target, utilization_distance
@@ -208,6 +208,7 @@ class ExplainContext:
     y_raw: Any  #: targets as given
     given: Any = None  #: the model as the user passed it
     unwrapped: tuple[str, ...] = ()  #: e.g. ('GridSearchCV', 'Pipeline')
+    batch_size: int | None = None  #: rows per model call (``'auto'`` resolved)
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -274,7 +275,10 @@ class BaseModalityExplainer(BaseEstimator):
     #: constraints every explainer shares; subclasses merge them into theirs
     #: (``{**BaseModalityExplainer._parameter_constraints, ...}``)
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "device": "no_validation",
         "target": [dict, None],
         "show_progress": ["boolean"],
@@ -317,7 +321,7 @@ class BaseModalityExplainer(BaseEstimator):
         if ctx.unwrapped:
             expl.params.setdefault("unwrapped", ctx.unwrapped)
         if "batch_size" in self.get_params(deep=False):
-            expl.params.setdefault("batch_size", self.batch_size)
+            expl.params.setdefault("batch_size", self._batch_size(ctx))
         return expl
 
     def _explain(self, ctx: ExplainContext) -> ModalityExplanation:  # pragma: no cover
@@ -437,12 +441,27 @@ class BaseModalityExplainer(BaseEstimator):
             ctx.adapter,
             ctx.X,
             ctx.y,
-            batch_size=self.batch_size,
+            batch_size=self._batch_size(ctx),
             fast=fast,
             needs_index=needs_index,
             show_progress=self.show_progress,
             desc=desc,
         )
+
+    #: rows per model call of ``batch_size='auto'`` on the CPU
+    _cpu_batch_size: ClassVar[int] = 4096
+
+    def _batch_size(self, ctx: ExplainContext) -> int:
+        """``batch_size``, with ``'auto'`` chosen for the model's device (once per explain)."""
+        if ctx.batch_size is None:
+            source = as_source(ctx.X)
+            ctx.batch_size = auto_batch_size(
+                self.batch_size,
+                ctx.adapter.device,
+                source.row_bytes(),
+                cpu_default=self._cpu_batch_size,
+            )
+        return ctx.batch_size
 
     def _reference(self, ctx: ExplainContext) -> ModalityDict | None:
         """The validated ``reference`` parameter (a mapping or ``(X_ref, y_ref)``)."""

@@ -10,6 +10,7 @@ import torch
 from sklearn.utils._param_validation import StrOptions
 
 from mmexplain._core.rows import reduce_rows
+from mmexplain._core.torch_state import auto_batch_size
 from mmexplain.data.sources import as_source
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
@@ -130,7 +131,7 @@ class ConditionalUtilization(BaseModalityExplainer):
         ablation: str = "auto",
         reference: Any = None,
         scoring: str = "accuracy",
-        batch_size: int = 4096,
+        batch_size: int | str = "auto",
         device: Any = None,
         target: dict[str, float] | None = None,
         show_progress: bool = False,
@@ -256,7 +257,9 @@ class ConditionalUtilization(BaseModalityExplainer):
         """
         require(module, "squeeze_averages", "ablation='mmtm'", error=ValueError)
         source = as_source(X)
-        step = int(self.batch_size)
+        step = auto_batch_size(
+            self.batch_size, module_device(module), as_source(X).row_bytes()
+        )
         device = module_device(module)
 
         def block_sums(rows: dict, sl: slice) -> list[dict[str, torch.Tensor]]:

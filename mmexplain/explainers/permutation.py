@@ -62,8 +62,12 @@ class PermutationModalityImportance(BaseModalityExplainer):
         (``rng.choice(N, k, replace=False)``).
     max_samples : int, float or None, default=None
         Evaluate on a random subset: a count, or a fraction of N.
-    batch_size : int, default=4096
-        Rows per model call; memory stays bounded for any N.
+    batch_size : int or 'auto', default='auto'
+        Rows per model call; memory stays bounded for any N. ``'auto'`` is
+        4096 on the CPU and, on a GPU, the largest power of two (16384 to
+        262144) whose rows fit comfortably in the memory free on it (a GPU is
+        busy only with large calls); the value used is in the result's
+        ``params['batch_size']``.
     device : str or None, default=None
         None runs on the model's device. Another device works on a copy.
     target : dict or None, default=None
@@ -146,7 +150,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         scoring: Any = "loss",
         random_state: Any = None,
         max_samples: int | float | None = None,
-        batch_size: int = 4096,
+        batch_size: int | str = "auto",
         device: Any = None,
         target: dict[str, float] | None = None,
         show_progress: bool = False,

@@ -174,7 +174,7 @@ class ModalityShapley(BaseModalityExplainer):
         max_exact: int = 10,
         random_state: Any = None,
         reference: Any = None,
-        batch_size: int = 4096,
+        batch_size: int | str = "auto",
         device: Any = None,
         target: dict[str, float] | None = None,
         show_progress: bool = False,
