@@ -20,7 +20,8 @@ autograd paths).
    GreedyBalancer(mode='guided') against vanilla MMTMNet.
 
     python benchmarks/bench_balancers.py [--epochs 5] [--repeats 5] [--batch-size 64]
-                                         [--threads 1] [--quick] [--smoke]
+                                         [--threads 1] [--device auto|cpu|cuda]
+                                         [--quick] [--smoke]
 
 Targets (ratio of s/epoch to vanilla): ModalityDropout <= 1.05x, OGMGE <= 1.2x,
 SampleValuation <= 1.5x, AttributionRegularizer <= 1.6x, UtilizationTarget
@@ -38,13 +39,19 @@ Torch runs on one thread by default (``--threads 0``: torch's own default):
 the models are tiny, and on a machine shared with other CPU-bound processes
 (load > cores) torch's OpenMP threads wait on each other, which made 2-thread
 fits 5-20x slower and their ratios meaningless. The load average is printed.
+
+--device (default auto: cuda when torch.cuda.is_available()): every fit runs
+there (``MultimodalClassifier(device=...)``); on CUDA the times are taken
+between torch.cuda.synchronize() calls and the peak of
+torch.cuda.max_memory_allocated over each configuration's last fit is printed
+beside its row. Issue 19's GPU targets: ModalityDropout and OGMGE <= 1.2x,
+AttributionRegularizer <= 1.3x, UtilizationTarget <= 1.5x.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -52,6 +59,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import (
+    PeakMemory,
+    add_device_argument,
+    machine_line,
+    resolve_device,
+    sync,
+)
 from sklearn.preprocessing import StandardScaler
 
 from mmexplain import MMTMNet, ModalityTransformer, MultimodalClassifier
@@ -82,6 +96,7 @@ class Case:
         self.target = target
         self.times: list[float] = []
         self.last: MultimodalClassifier | None = None
+        self.mem: PeakMemory | None = None
 
 
 def load_average() -> str:
@@ -92,9 +107,15 @@ def load_average() -> str:
 
 
 def make_estimator(
-    suite: str, balancer: Any, epochs: int, batch_size: int, lr: float
+    suite: str,
+    balancer: Any,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    device: str = "cpu",
 ) -> MultimodalClassifier:
     common = dict(
+        device=device,
         balancer=balancer,
         max_epochs=epochs,
         batch_size=batch_size,
@@ -108,8 +129,10 @@ def make_estimator(
 
 
 def timed_fit(est: MultimodalClassifier, X: Any, y: np.ndarray, epochs: int) -> float:
+    sync(est.device)
     t0 = time.perf_counter()
     est.fit(X, y)
+    sync(est.device)
     return (time.perf_counter() - t0) / epochs
 
 
@@ -121,12 +144,18 @@ def valuation_seconds(
     Calls the balancer's ``epoch_started`` hook as the training loop does
     (``net.notify_balancer``), on float32 tensors like the training data.
     """
-    Xt = {m: torch.as_tensor(np.asarray(v, dtype=np.float32)) for m, v in X.items()}
-    yt = torch.as_tensor(y)
+    dev = est.device
+    Xt = {
+        m: torch.as_tensor(np.asarray(v, dtype=np.float32), device=dev)
+        for m, v in X.items()
+    }
+    yt = torch.as_tensor(y, device=dev)
     times = []
     for _ in range(repeats):
+        sync(dev)
         t0 = time.perf_counter()
         replaced = est.notify_balancer("epoch_started", epoch=0, X=Xt, y=yt)
+        sync(dev)
         times.append(time.perf_counter() - t0)
     assert replaced is not None, "SampleValuation added no rows"
     est.module_.train()
@@ -160,7 +189,9 @@ def main() -> None:
         action="store_true",
         help="seconds-long run for the test suite: 300 rows, 1 epoch x 1 repeat",
     )
+    add_device_argument(ap)
     args = ap.parse_args()
+    device = resolve_device(args.device)
     rows = None
     if args.quick:
         args.epochs, args.repeats = 2, 2
@@ -201,16 +232,22 @@ def main() -> None:
     # -- warm-up, then interleaved timed fits -------------------------------------
     for c in cases:
         X, y = data[c.suite]
-        make_estimator(c.suite, c.make_balancer(), 1, args.batch_size, args.lr).fit(
-            X, y
-        )
+        make_estimator(
+            c.suite, c.make_balancer(), 1, args.batch_size, args.lr, device
+        ).fit(X, y)
     for _ in range(args.repeats):
         for c in cases:
             X, y = data[c.suite]
             est = make_estimator(
-                c.suite, c.make_balancer(), args.epochs, args.batch_size, args.lr
+                c.suite,
+                c.make_balancer(),
+                args.epochs,
+                args.batch_size,
+                args.lr,
+                device,
             )
-            c.times.append(timed_fit(est, X, y, args.epochs))
+            with PeakMemory(device) as c.mem:
+                c.times.append(timed_fit(est, X, y, args.epochs))
             c.last = est
 
     # -- SampleValuation details ------------------------------------------------
@@ -230,11 +267,7 @@ def main() -> None:
     # -- report -------------------------------------------------------------------
     ncpu = os.cpu_count() or 1
     load_end = load_average()
-    print(
-        f"device: cpu ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {ncpu} cores); load average at start/end "
-        f"{load_start}/{load_end}; total {time.perf_counter() - t_start:.0f} s"
-    )
+    print(machine_line(device, load_start, t_start))
     try:
         busy = max(float(load_start), float(load_end)) > ncpu
     except ValueError:
@@ -262,7 +295,10 @@ def main() -> None:
         ratio = med / base
         target = f"<={c.target:.2f}x" if c.target is not None else ""
         extra_ms = f"{1000 * (med - base):+15.1f}" if c.target is not None else ""
-        print(f"{c.name:26s} {med:9.4f} {ratio:7.2f}x {extra_ms:>15s} {target:>8s}")
+        print(
+            f"{c.name:26s} {med:9.4f} {ratio:7.2f}x {extra_ms:>15s} {target:>8s}   "
+            f"{c.mem.describe()}"
+        )
         if c.target is not None:
             results.append((c, ratio))
     sv_ratio = statistics.median(sv.times) / statistics.median(base_of["mf"].times)

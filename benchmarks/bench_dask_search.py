@@ -11,7 +11,12 @@ warm-up fit in this process). The script checks that cv_results_ and
 best_params_ equal the n_jobs=1 run exactly, and exits 1 if they do not.
 
     python benchmarks/bench_dask_search.py [--workers 2] [--n-samples 2000]
-        [--epochs 8] [--repeats 2] [--smoke]
+        [--epochs 8] [--repeats 2] [--device auto|cpu|cuda] [--smoke]
+
+--device (default auto: cuda when torch.cuda.is_available()): every fit (and
+the PermutationModalityImportance scorer, which follows the model's device)
+runs there, ``MultimodalClassifier(device=...)``, in this process and in each
+dask worker (each worker process opens its own CUDA context on the same GPU).
 
 --smoke (for the test suite: tests/test_benchmarks.py): the same code paths,
 equality check and output on 200 samples, 1 epoch, cv=2, 1 dask worker, 1 warm
@@ -33,6 +38,7 @@ import time
 import joblib
 import numpy as np
 import torch
+from _common import add_device_argument, device_name, resolve_device
 from distributed import Client, LocalCluster
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
@@ -43,10 +49,14 @@ from mmexplain.datasets import make_multimodal_classification
 from mmexplain.explainers import PermutationModalityImportance
 
 
-def make_search(epochs: int, cv: int) -> GridSearchCV:
+def make_search(epochs: int, cv: int, device: str = "cpu") -> GridSearchCV:
     return GridSearchCV(
         MultimodalClassifier(
-            balancer=ModalityDropout(), max_epochs=epochs, lr=0.02, random_state=0
+            balancer=ModalityDropout(),
+            max_epochs=epochs,
+            lr=0.02,
+            random_state=0,
+            device=device,
         ),
         {"balancer__p": [0.1, 0.2, 0.3, 0.5]},
         cv=cv,
@@ -90,7 +100,9 @@ def main() -> int:
         action="store_true",
         help="seconds-long run for the test suite: 200 samples, 1 epoch, cv=2",
     )
+    add_device_argument(ap)
     args = ap.parse_args()
+    device = resolve_device(args.device)
     if args.smoke:
         args.n_samples, args.epochs, args.cv, args.repeats = 200, 1, 2, 1
         args.workers = 1
@@ -99,17 +111,17 @@ def main() -> int:
     # n_jobs=1 baseline uses one too, so the results can match bit for bit
     torch.set_num_threads(1)
     X, y = make_multimodal_classification(n_samples=args.n_samples, random_state=0)
-    search = make_search(args.epochs, args.cv)
+    search = make_search(args.epochs, args.cv, device)
     n_fits = len(search.param_grid["balancer__p"]) * args.cv
     print(
         f"python {platform.python_version()}, torch {torch.__version__}, "
-        f"{os.cpu_count()} CPUs; N={args.n_samples}, {n_fits} fits of "
+        f"{os.cpu_count()} CPUs, device {device_name(device)}; N={args.n_samples}, {n_fits} fits of "
         f"{args.epochs} epochs + refit, {args.workers} dask workers x 1 thread; "
         f"load average {os.getloadavg()[0]:.1f}"
     )
 
     # warm this process up (first-call costs of torch) as the warm workers are
-    MultimodalClassifier(max_epochs=1, random_state=0).fit(X, y)
+    MultimodalClassifier(max_epochs=1, random_state=0, device=device).fit(X, y)
     seq_runs = []
     for i in range(max(1, args.repeats)):
         t, seq = timed(lambda: clone(search).set_params(n_jobs=1).fit(X, y))

@@ -19,7 +19,7 @@ On CPU the backend is gloo, P = ``--nproc`` (default 2) and every process
 runs with ONE thread (``OMP_NUM_THREADS=1``, ``torch.set_num_threads(1)``),
 so that P processes use P cores; a third run, one process with P threads,
 is the same cores used by torch's intra-op threads instead. On a GPU machine
-(``torch.cuda.device_count() > 0``, or ``--device cuda``) the backend is
+(``torch.cuda.is_available()``, or ``--device cuda``) the backend is
 nccl, P = the number of GPUs, rank r runs on ``cuda:r``, and the 1-process
 run uses ``cuda:0`` (with one GPU, P = 1: torchrun with one nccl rank, which
 measures the overhead of the distributed code path).
@@ -49,6 +49,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import resolve_device
 
 from mmexplain.explainers import (
     ConditionalUtilization,
@@ -176,6 +178,11 @@ def worker(args) -> None:
             "world": world,
             "threads": torch.get_num_threads(),
             "device": str(device),
+            # lifetime peaks of rank 0 (data, model, every explain)
+            "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "cuda_peak_mib": (
+                torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None
+            ),
         }
         (out / f"{args._tag}.json").write_text(json.dumps(info))
     if distributed:
@@ -261,8 +268,7 @@ def main() -> None:
     if args._worker is not None:
         worker(args)
         return
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.device_count() > 0 else "cpu"
+    args.device = resolve_device(args.device)
     cuda = args.device == "cuda"
     nproc = args.nproc or (torch.cuda.device_count() if cuda else 2)
     if args.n is None:
@@ -344,6 +350,18 @@ def main() -> None:
         "wall time of each launch (start, imports, data, warm-up, "
         f"{args.repeats} run(s) of each): "
         + ", ".join(f"{c} {walls[k]:.1f} s" for k, c in cols)
+    )
+    print(
+        "peak memory of rank 0 over its launch: "
+        + ", ".join(
+            f"{c} RSS {info[k]['rss_peak_mib']:.0f} MiB"
+            + (
+                f" / CUDA allocated {info[k]['cuda_peak_mib']:.0f} MiB"
+                if info[k].get("cuda_peak_mib") is not None
+                else ""
+            )
+            for k, c in cols
+        )
     )
     print()
     single, dist0 = res["single"], res["dist"]

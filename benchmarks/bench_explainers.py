@@ -35,7 +35,14 @@ predictions with 20% label noise (so that importances are clearly positive).
    then the same memory figure for exact ModalityShapley at --shapley-n rows.
 
     python benchmarks/bench_explainers.py [--n 2000] [--repeats 3] [--threads T] [--quick]
-        [--smoke]
+        [--device auto|cpu|cuda] [--smoke]
+
+--device (default auto: cuda when torch.cuda.is_available()): the model, and
+so the explainers (they follow the model's device), run there; the naive
+reference, the lower bound and captum get their inputs on that device, and
+shap's value functions run the model there (shap itself is NumPy on the
+host). On CUDA every time is taken between torch.cuda.synchronize() calls,
+and part 4 also prints torch.cuda.max_memory_allocated beside the RSS.
 
 Targets: (1) ours >= 20x faster than both; (2) ours <= 1.5x the lower bound;
 (3) ours >= 20x faster than shap per sample; (4) peak added < input bytes and
@@ -65,7 +72,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -76,10 +82,14 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _common import add_device_argument, machine_line, resolve_device, sync
 from torch import nn
 
 from mmexplain.explainers import ModalityShapley, PermutationModalityImportance
 from mmexplain.modules import ConvEncoder, LateFusionNet, MLPEncoder
+
+#: where the models and references run (set from --device in main/worker)
+DEVICE = "cpu"
 
 N_CLASSES = 10
 SHAPES: dict[str, tuple[int, ...]] = {
@@ -101,7 +111,18 @@ def make_model(seed: int = 0) -> LateFusionNet:
         m: MLPEncoder(s[0], 32) if len(s) == 1 else ConvEncoder(s[0], 32)
         for m, s in SHAPES.items()
     }
-    return LateFusionNet(encoders, n_classes=N_CLASSES).eval()
+    return LateFusionNet(encoders, n_classes=N_CLASSES).eval().to(DEVICE)
+
+
+def dev(a: np.ndarray) -> torch.Tensor:
+    """``a`` as a tensor on DEVICE (no copy on CPU)."""
+    return torch.from_numpy(a).to(DEVICE)
+
+
+def clock() -> float:
+    """perf_counter after the queued CUDA kernels finished."""
+    sync(DEVICE)
+    return time.perf_counter()
 
 
 def make_X(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -131,8 +152,8 @@ def forward_batched(
 
 def make_y(model: LateFusionNet, X: dict[str, np.ndarray], seed: int = 0) -> np.ndarray:
     """The model's own predictions with 20% of the labels replaced at random."""
-    Xt = {m: torch.from_numpy(v) for m, v in X.items()}
-    y = forward_batched(model, Xt, 4096).argmax(dim=1).numpy().astype(np.int64)
+    Xt = {m: dev(v) for m, v in X.items()}
+    y = forward_batched(model, Xt, 4096).argmax(dim=1).cpu().numpy().astype(np.int64)
     rng = np.random.default_rng(seed + 1)
     noisy = rng.random(len(y)) < 0.2
     y[noisy] = rng.integers(0, N_CLASSES, int(noisy.sum()))
@@ -157,36 +178,36 @@ def ours_permutation(model, X, y, n_repeats, batch_size):
     expl = PermutationModalityImportance(
         n_repeats=n_repeats, random_state=0, batch_size=batch_size
     )
-    t0 = time.perf_counter()
+    t0 = clock()
     out = expl.explain(model, X, y)
-    return time.perf_counter() - t0, out
+    return clock() - t0, out
 
 
 def mean_ce(model, Xt, yt, batch_size) -> float:
     """Mean cross-entropy of full forward passes (float32 rows, float64 sum)."""
     n = len(yt)
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64, device=yt.device)
     with torch.inference_mode():
         for s in range(0, n, batch_size):
             logits = model(**{m: v[s : s + batch_size] for m, v in Xt.items()})
             per = F.cross_entropy(logits, yt[s : s + batch_size], reduction="none")
-            total += float(per.sum(dtype=torch.float64))
-    return total / n
+            total += per.sum(dtype=torch.float64)
+    return float(total) / n
 
 
 def naive_permutation(model, X, y, perms, batch_size):
     """Algorithm 1 with full forward passes: permute x_i across the whole set."""
-    t0 = time.perf_counter()
-    Xt = {m: torch.from_numpy(v) for m, v in X.items()}
-    yt = torch.from_numpy(y)
+    t0 = clock()
+    Xt = {m: dev(v) for m, v in X.items()}
+    yt = dev(y)
     base = mean_ce(model, Xt, yt, batch_size)
     imp = np.zeros((len(Xt), len(perms[0])))
     for i, m in enumerate(Xt):
         for r, p in enumerate(perms[i]):
             Xp = dict(Xt)
-            Xp[m] = Xt[m][torch.from_numpy(p)]
+            Xp[m] = Xt[m][dev(p)]
             imp[i, r] = mean_ce(model, Xp, yt, batch_size) - base
-    return time.perf_counter() - t0, imp
+    return clock() - t0, imp
 
 
 def captum_permutation(model, X, y, n_repeats, n_calls):
@@ -210,22 +231,23 @@ def captum_permutation(model, X, y, n_repeats, n_calls):
         logits = model(**dict(zip(modalities, xs)))
         return F.cross_entropy(logits, yy)
 
-    t0 = time.perf_counter()
-    inputs = tuple(torch.from_numpy(X[m]) for m in modalities)
+    t0 = clock()
+    inputs = tuple(dev(X[m]) for m in modalities)
     masks = tuple(
-        torch.full((1,) * x.dim(), i, dtype=torch.long) for i, x in enumerate(inputs)
+        torch.full((1,) * x.dim(), i, dtype=torch.long, device=x.device)
+        for i, x in enumerate(inputs)
     )
     fp = FeaturePermutation(forward_func)
     imp = np.zeros((len(modalities), n_calls))
     for r in range(n_calls):
         attr = fp.attribute(
             inputs,
-            additional_forward_args=(torch.from_numpy(y),),
+            additional_forward_args=(dev(y),),
             feature_mask=masks,
             perturbations_per_eval=1,
         )
         imp[:, r] = [-float(a.reshape(-1)[0]) for a in attr]
-    return (time.perf_counter() - t0) * n_repeats / n_calls, imp
+    return (clock() - t0) * n_repeats / n_calls, imp
 
 
 # ----------------------------------------------------------------------------
@@ -235,14 +257,12 @@ def lower_bound(model, X, y, perms_t, batch_size):
     """One encoder pass + (1 + M*R) head passes (gather, head, CE) over N rows."""
     n = len(y)
     modalities = list(X)
-    t0 = time.perf_counter()
-    yt = torch.from_numpy(y)
+    t0 = clock()
+    yt = dev(y)
     with torch.inference_mode():
         Z = {m: [] for m in modalities}
         for s in range(0, n, batch_size):
-            Zb = model.encode(
-                **{m: torch.from_numpy(X[m][s : s + batch_size]) for m in modalities}
-            )
+            Zb = model.encode(**{m: dev(X[m][s : s + batch_size]) for m in modalities})
             for m in modalities:
                 Z[m].append(Zb[m])
         Z = {m: torch.cat(v) for m, v in Z.items()}
@@ -251,7 +271,7 @@ def lower_bound(model, X, y, perms_t, batch_size):
         ]
         losses = []
         for i, p in jobs:
-            total = torch.zeros((), dtype=torch.float64)
+            total = torch.zeros((), dtype=torch.float64, device=yt.device)
             for s in range(0, n, batch_size):
                 e = min(s + batch_size, n)
                 parts = [
@@ -260,8 +280,9 @@ def lower_bound(model, X, y, perms_t, batch_size):
                 ]
                 logits = model.head(torch.cat(parts, dim=1))
                 total += F.cross_entropy(logits, yt[s:e], reduction="sum").double()
-            losses.append(float(total) / n)
-    return time.perf_counter() - t0, losses
+            losses.append(total)
+        losses = (torch.stack(losses) / n).tolist()
+    return clock() - t0, losses
 
 
 # ----------------------------------------------------------------------------
@@ -271,9 +292,9 @@ def ours_shapley(model, X, y, batch_size, baseline="zeros"):
     expl = ModalityShapley(
         value="probability", baseline=baseline, batch_size=batch_size
     )
-    t0 = time.perf_counter()
+    t0 = clock()
     out = expl.explain(model, X, y)
-    return time.perf_counter() - t0, out
+    return clock() - t0, out
 
 
 def head_model(model: LateFusionNet) -> LateFusionNet:
@@ -283,12 +304,16 @@ def head_model(model: LateFusionNet) -> LateFusionNet:
     'zeros' plays the same game as explaining ``model`` on ``X``; its own
     "encoder pass" is a copy, so its time is our coalition work alone.
     """
-    return LateFusionNet(
-        {m: nn.Identity() for m in model.modalities},
-        n_classes=N_CLASSES,
-        embedding_dims=model.embedding_dims,
-        head=model.head,
-    ).eval()
+    return (
+        LateFusionNet(
+            {m: nn.Identity() for m in model.modalities},
+            n_classes=N_CLASSES,
+            embedding_dims=model.embedding_dims,
+            head=model.head,
+        )
+        .eval()
+        .to(DEVICE)
+    )
 
 
 def embeddings(model, X, batch_size) -> dict[str, np.ndarray]:
@@ -296,11 +321,9 @@ def embeddings(model, X, batch_size) -> dict[str, np.ndarray]:
     parts = {m: [] for m in X}
     with torch.inference_mode():
         for s in range(0, n, batch_size):
-            Z = model.encode(
-                **{m: torch.from_numpy(v[s : s + batch_size]) for m, v in X.items()}
-            )
+            Z = model.encode(**{m: dev(v[s : s + batch_size]) for m, v in X.items()})
             for m in X:
-                parts[m].append(Z[m].numpy())
+                parts[m].append(Z[m].cpu().numpy())
     return {m: np.concatenate(v) for m, v in parts.items()}
 
 
@@ -324,21 +347,21 @@ def shap_shapley(model, X, y, n_sub):
     shap.ExactExplainer(lambda m: m.sum(axis=1), np.zeros((1, M)))(
         np.ones((1, M)), silent=True
     )
-    t0 = time.perf_counter()
+    t0 = clock()
     with torch.inference_mode():
-        Z = model.encode(**{m: torch.from_numpy(X[m][:n_sub]) for m in modalities})
+        Z = model.encode(**{m: dev(X[m][:n_sub]) for m in modalities})
     Zcat = torch.cat([Z[m] for m in modalities], dim=1)  # (n_sub, sum D)
-    t_encode = time.perf_counter() - t0
+    t_encode = clock() - t0
     widths = [Z[m].shape[1] for m in modalities]
     state = {"n": 0}
 
     def value(masks: np.ndarray) -> np.ndarray:
         n = state["n"]
-        keep = torch.from_numpy(np.repeat(masks, widths, axis=1).astype(np.float32))
+        keep = dev(np.repeat(masks, widths, axis=1).astype(np.float32))
         with torch.inference_mode():
             logits = model.head(Zcat[n : n + 1] * keep)
             p = torch.softmax(logits, dim=1)[:, int(y[n])]
-        return p.numpy().astype(np.float64)
+        return p.cpu().numpy().astype(np.float64)
 
     explainer = shap.ExactExplainer(value, np.zeros((1, M)))
     ones = np.ones((1, M))
@@ -349,7 +372,7 @@ def shap_shapley(model, X, y, n_sub):
         ex = explainer(ones, silent=True)
         values[n] = ex.values[0]
         base[n] = float(np.asarray(ex.base_values).reshape(-1)[0])
-    return time.perf_counter() - t0, t_encode, values, base
+    return clock() - t0, t_encode, values, base
 
 
 def shap_user_shapley(model, X, y, n_sub):
@@ -364,20 +387,20 @@ def shap_user_shapley(model, X, y, n_sub):
 
     modalities = list(X)
     M = len(modalities)
-    t0 = time.perf_counter()
+    t0 = clock()
     state = {"n": 0}
 
     def value(masks: np.ndarray) -> np.ndarray:
         n = state["n"]
-        keep = torch.from_numpy(masks.astype(np.float32))
+        keep = dev(masks.astype(np.float32))
         inputs = {}
         for j, m in enumerate(modalities):
-            row = torch.from_numpy(X[m][n : n + 1])
+            row = dev(X[m][n : n + 1])
             shape = (len(masks),) + (1,) * (row.dim() - 1)
             inputs[m] = row * keep[:, j].reshape(shape)
         with torch.inference_mode():
             p = torch.softmax(model(**inputs), dim=1)[:, int(y[n])]
-        return p.numpy().astype(np.float64)
+        return p.cpu().numpy().astype(np.float64)
 
     explainer = shap.ExactExplainer(value, np.zeros((1, M)))
     ones = np.ones((1, M))
@@ -385,7 +408,7 @@ def shap_user_shapley(model, X, y, n_sub):
     for n in range(n_sub):
         state["n"] = n
         values[n] = explainer(ones, silent=True).values[0]
-    return time.perf_counter() - t0, values
+    return clock() - t0, values
 
 
 # ----------------------------------------------------------------------------
@@ -475,16 +498,20 @@ def worker(
     anon_before = _proc_kib("RssAnon") or 0
     file_before = _proc_kib("RssFile") or 0
     explainer = make(n_repeats)
+    cuda = DEVICE != "cpu"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     with AnonPeak() as anon:
-        t0 = time.perf_counter()
+        t0 = clock()
         explainer.explain(model, X, y)
-        times = [time.perf_counter() - t0]
+        times = [clock() - t0]
     peak = peak_kib()
     file_after = _proc_kib("RssFile") or 0
+    cuda_peak = torch.cuda.max_memory_allocated() if cuda else None
     for _ in range(timings - 1):
-        t0 = time.perf_counter()
+        t0 = clock()
         explainer.explain(model, X, y)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     print(
         json.dumps(
             {
@@ -496,6 +523,7 @@ def worker(
                 "file_added_bytes": (file_after - file_before) * 1024,
                 "input_bytes": input_bytes(X),
                 "peak_exact": exact,
+                "cuda_peak_bytes": cuda_peak,
             }
         )
     )
@@ -522,6 +550,8 @@ def run_worker(
         str(timings),
         "--_method",
         method,
+        "--device",
+        DEVICE,
     ]
     if threads is not None:
         cmd += ["--threads", str(threads)]
@@ -579,7 +609,10 @@ def main() -> None:
     ap.add_argument(
         "--_method", type=str, default="permutation", help=argparse.SUPPRESS
     )
+    add_device_argument(ap)
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = resolve_device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
@@ -709,11 +742,7 @@ def main() -> None:
     # -- report --------------------------------------------------------------
     ncpu = os.cpu_count() or 1
     load_end = load_average()
-    print(
-        f"device: cpu ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {ncpu} cores); load average at start/end "
-        f"{load_start}/{load_end}; total {time.perf_counter() - t_start:.0f} s"
-    )
+    print(machine_line(DEVICE, load_start, t_start))
     try:
         busy = max(float(load_start), float(load_end)) > ncpu
     except ValueError:
@@ -814,6 +843,7 @@ def main() -> None:
     print(
         f"{'method':12s} {'N':>8s} {'seconds':>9s} {'us/row':>8s} {'input MB':>9s} "
         f"{'peak added MB':>14s} {'added/input':>12s} {'private added MB':>17s}"
+        + (f" {'peak CUDA MB':>13s}" if DEVICE != "cpu" else "")
     )
     for s in [*scale, shap_mem]:
         print(
@@ -822,6 +852,11 @@ def main() -> None:
             f"{s['input_bytes'] / 2**20:9.1f} {s['peak_added_bytes'] / 2**20:14.1f} "
             f"{s['peak_added_bytes'] / s['input_bytes']:12.2f} "
             f"{s['anon_added_bytes'] / 2**20:17.1f}"
+            + (
+                f" {s['cuda_peak_bytes'] / 2**20:13.1f}"
+                if s.get("cuda_peak_bytes") is not None
+                else ""
+            )
         )
     print(
         "peak added = VmHWM during the call - VmRSS before it; private added = peak "

@@ -30,8 +30,16 @@ c. Scaling: PermutationModalityImportance on the first N/4, N/2 and N rows of
    the memmaps (a fresh subprocess per size): time per row.
 
     python benchmarks/bench_scale.py [--gb 3] [--ds-rows 2048] [--workers 0,2]
-        [--n-repeats 5] [--batch-size 1024] [--threads 1] [--cold] [--quick]
-        [--smoke]
+        [--n-repeats 5] [--batch-size 1024] [--threads 1] [--cold]
+        [--device auto|cpu|cuda] [--quick] [--smoke]
+
+--device (default auto: cuda when torch.cuda.is_available()): the model runs
+there in every explain and fit (the explainers follow the model's device;
+``MultimodalClassifier(device=...)``); the rows are still read from the
+memmaps / files on the host and copied to the device batch by batch. On CUDA
+the times are taken between torch.cuda.synchronize() calls and part a also
+prints torch.cuda.max_memory_allocated during explain. The data are written
+and labelled on the CPU whatever the device.
 
 Targets: (a) peak RSS well under the data size; (b) Dataset explain <= 1.3x
 in memory with worker processes; (c) time per row at N <= 1.3x that at N/4.
@@ -67,6 +75,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import add_device_argument, device_name, resolve_device, sync
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -79,6 +88,9 @@ N_CLASSES = 10
 SHAPE = (3, 64, 64)
 MODALITIES = ("eo", "sar")
 ROW_BYTES = len(MODALITIES) * int(np.prod(SHAPE)) * 4
+
+#: where the models run (set from --device in main/worker)
+DEVICE = "cpu"
 
 
 # ----------------------------------------------------------------------------
@@ -117,15 +129,23 @@ def make_model(seed: int = 0, kind: str = "patch") -> LateFusionNet:
 def predict_labels(model, X: dict[str, np.ndarray], seed: int = 0) -> np.ndarray:
     """The model's own predictions with 20% of the labels replaced at random."""
     n = len(next(iter(X.values())))
+    dev = next(model.parameters()).device
     with torch.inference_mode():
-        y = torch.cat(
-            [
-                model(
-                    **{m: torch.from_numpy(v[s : s + 512]) for m, v in X.items()}
-                ).argmax(1)
-                for s in range(0, n, 512)
-            ]
-        ).numpy()
+        y = (
+            torch.cat(
+                [
+                    model(
+                        **{
+                            m: torch.from_numpy(v[s : s + 512]).to(dev)
+                            for m, v in X.items()
+                        }
+                    ).argmax(1)
+                    for s in range(0, n, 512)
+                ]
+            )
+            .cpu()
+            .numpy()
+        )
     rng = np.random.default_rng(seed)
     noisy = rng.random(n) < 0.2
     y[noisy] = rng.integers(0, N_CLASSES, int(noisy.sum()))
@@ -253,7 +273,7 @@ def make_explainer(method: str, n_repeats: int, batch_size: int):
 
 def worker(root: Path, n: int, method: str, n_repeats: int, batch_size: int) -> None:
     """Fresh process: explain the first n memmap rows once, report JSON."""
-    model = make_model(0)
+    model = make_model(0).to(DEVICE)
     X = open_memmaps(root, n)
     y = np.load(root / "y.npy")[:n]
     # warm-up on the first batch (memmap views): thread pools, kernels
@@ -267,9 +287,14 @@ def worker(root: Path, n: int, method: str, n_repeats: int, batch_size: int) -> 
     except OSError:
         exact = False
     before = _status_kib()
+    cuda = DEVICE != "cpu"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     with AnonPeak() as anon:
+        sync(DEVICE)
         t0 = time.perf_counter()
         expl = make_explainer(method, n_repeats, batch_size).explain(model, X, y)
+        sync(DEVICE)
         seconds = time.perf_counter() - t0
     after = _status_kib()
     print(
@@ -286,6 +311,7 @@ def worker(root: Path, n: int, method: str, n_repeats: int, batch_size: int) -> 
                 "file_after_kib": after["RssFile"],
                 "peak_exact": exact,
                 "shares": [float(s) for s in expl.shares],
+                "cuda_peak_bytes": torch.cuda.max_memory_allocated() if cuda else None,
             }
         )
     )
@@ -307,6 +333,8 @@ def run_worker(args, root: Path, n: int, method: str) -> dict:
         str(args.n_repeats),
         "--batch-size",
         str(args.batch_size),
+        "--device",
+        DEVICE,
     ]
     cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -319,14 +347,16 @@ def run_worker(args, root: Path, n: int, method: str) -> dict:
 # b. Dataset vs in memory
 # ----------------------------------------------------------------------------
 def timed(fn):
+    sync(DEVICE)
     t0 = time.perf_counter()
     out = fn()
+    sync(DEVICE)
     return time.perf_counter() - t0, out
 
 
 def dataset_vs_memory(args, root: Path, tiles: Path) -> dict:
     n = args.ds_rows
-    model = make_model(0, args.ds_model)
+    model = make_model(0, args.ds_model).to(DEVICE)
     mm = open_memmaps(root, n)
     X = {m: np.array(v) for m, v in mm.items()}  # the same rows, in memory
     y = predict_labels(model, X)
@@ -342,9 +372,9 @@ def dataset_vs_memory(args, root: Path, tiles: Path) -> dict:
 
     # the regime: reading the items vs running the model, per row
     t_items, _ = timed(lambda: [ds[i] for i in range(n)])
-    Xt = {m: torch.from_numpy(v) for m, v in X.items()}
+    Xt = {m: torch.from_numpy(v).to(DEVICE) for m, v in X.items()}
 
-    def encode():  # as the engine does: channels-last images on CPU
+    def encode():  # as the engine does: channels-last images
         cl = torch.channels_last
         with torch.inference_mode():
             for s in range(0, n, args.ds_batch_size):
@@ -388,6 +418,7 @@ def dataset_vs_memory(args, root: Path, tiles: Path) -> dict:
             max_epochs=1,
             batch_size=args.train_batch_size,
             random_state=0,
+            device=DEVICE,
             **kw,
         )
 
@@ -466,7 +497,10 @@ def main() -> None:
     ap.add_argument("--_worker", type=str, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_n", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_method", type=str, default=None, help=argparse.SUPPRESS)
+    add_device_argument(ap)
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args._worker is not None:
@@ -504,7 +538,7 @@ def main() -> None:
     ncpu = os.cpu_count() or 1
     load_end = load_average()
     print(
-        f"device: cpu ({platform.processor() or platform.machine()}, torch "
+        f"device: {device_name(DEVICE)} ({platform.processor() or platform.machine()}, torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads, {ncpu} cores); load "
         f"average (1/5/15 min) at start {load_start}, at end {load_end}; total "
         f"{time.perf_counter() - t_start:.0f} s"
@@ -531,6 +565,7 @@ def main() -> None:
         f"{'method':12s} {'N':>7s} {'data MiB':>9s} {'seconds':>8s} {'us/row':>7s} "
         f"{'peak RSS MiB':>13s} {'peak/data':>10s} {'peak anon MiB':>14s} "
         f"{'anon added MiB':>15s}"
+        + (f" {'peak CUDA MiB':>14s}" if DEVICE != "cpu" else "")
     )
     print(head)
     for r in [*scale, shap_run]:
@@ -542,6 +577,11 @@ def main() -> None:
             f"{r['method']:12s} {r['n']:7d} {data:9.0f} {r['seconds']:8.2f} "
             f"{1e6 * r['seconds'] / r['n']:7.1f} {peak:13.0f} {peak / data:10.2f} "
             f"{anon:14.0f} {added:15.0f}"
+            + (
+                f" {r['cuda_peak_bytes'] / 2**20:14.0f}"
+                if r.get("cuda_peak_bytes") is not None
+                else ""
+            )
         )
     big = [scale[-1], shap_run]
     worst_anon = max(r["peak_anon_kib"] / 1024 / (r["data_bytes"] / 2**20) for r in big)

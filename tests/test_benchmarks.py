@@ -49,6 +49,15 @@ EXPECTED = {
         "4. memory and scaling",
         "target time linear in N",
     ],
+    "bench_overhead.py": [
+        "a. proxy: LateFusionNet, 6 modalities x 8 features",
+        "lower bound: encode once + 64 head calls over all rows",
+        "target exact Shapley <= 1.25x its lower bound",
+        "b. the 400k case",
+        "naive: 13 full forward passes",
+        "captum FeaturePermutation",
+        "target permutation >= 3x faster than captum",
+    ],
     "bench_scale.py": [
         "a. memory: memmaps of",
         "b. Dataset of one .npy file per sample and modality",
@@ -69,7 +78,7 @@ CANNOT_SPAWN = ("Address already in use", "Operation not permitted")
 
 TIMEOUT_S = 300
 
-pytestmark = pytest.mark.slow  # ~6 x 20 s of mostly imports, run side by side
+pytestmark = pytest.mark.slow  # ~7 x 20 s of mostly imports, run side by side
 
 Run = tuple[subprocess.Popen, Path]  # process, log file
 
@@ -134,12 +143,16 @@ def smoke_run(tmp_path_factory):
 
 
 def test_every_benchmark_has_a_smoke_test():
-    """A new script in benchmarks/ must be listed above and take --smoke."""
-    scripts = sorted(p.name for p in BENCHMARKS_DIR.glob("*.py"))
+    """A new script in benchmarks/ must be listed above and take --smoke and --device.
+
+    Helper modules (``benchmarks/_common.py``) are not scripts.
+    """
+    scripts = sorted(p.name for p in BENCHMARKS_DIR.glob("bench_*.py"))
     assert scripts == sorted(EXPECTED)
     for name in scripts:
         source = (BENCHMARKS_DIR / name).read_text()
         assert '"--smoke"' in source, f"{name} has no --smoke option"
+        assert "--device" in source, f"{name} has no --device option"
 
 
 @pytest.mark.parametrize("script", list(EXPECTED))
