@@ -9,7 +9,7 @@ from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from mmexplain._core.params import validate_params
@@ -126,36 +126,48 @@ def resolve_scoring(
         scorer = get_scorer(scoring)
     except ValueError as exc:
         raise ValueError(f"unknown scoring {scoring!r}: {exc}") from exc
-    func = getattr(scorer, "_score_func", None)
-    sign = getattr(scorer, "_sign", 1)
-    kwargs = dict(getattr(scorer, "_kwargs", {}))
-    response = getattr(scorer, "_response_method", "predict")
-    if func is None:
-        raise ValueError(f"cannot use scorer {scoring!r} on engine outputs")
-    if isinstance(response, tuple | list):
-        response = "predict_proba" if "predict_proba" in response else response[0]
     classes = np.asarray(adapter.classes) if adapter.classes is not None else None
     y_true = np.asarray(y_labels)
 
     def finalize(proba: np.ndarray) -> float:
+        # scikit-learn's own scorer, through its public call: it asks a
+        # stand-in estimator for predictions, which are the engine's outputs
         labels = classes if classes is not None else np.arange(proba.shape[1])
-        if response == "predict":
-            pred = labels[proba.argmax(axis=1)]
-        elif response in ("predict_proba", "decision_function"):
-            pred = proba[:, 1] if proba.shape[1] == 2 else proba
-            if (
-                "labels" in func.__code__.co_varnames
-                and "labels" not in kwargs
-                and proba.shape[1] > 2
-            ):
-                return float(sign * func(y_true, pred, labels=labels, **kwargs))
-        else:
-            raise ValueError(
-                f"scorer {scoring!r} needs response {response!r}, not supported"
-            )
-        return float(sign * func(y_true, pred, **kwargs))
+        stand_in = _FixedOutputs(labels, proba)
+        return float(scorer(stand_in, np.zeros((len(proba), 1)), y_true))
 
     return Scoring(scoring, "proba", True, finalize, per_sample=True)
+
+
+class _FixedOutputs(ClassifierMixin, BaseEstimator):
+    """A fitted classifier whose outputs on any ``X`` are the given probabilities.
+
+    Lets a scikit-learn scorer (``get_scorer(name)``) score the engine's class
+    probabilities through its public ``scorer(estimator, X, y)`` call, with
+    its own choice of response (``predict``, ``predict_proba``,
+    ``decision_function``), positive label and label handling.
+    """
+
+    def __init__(self, classes: np.ndarray, proba: np.ndarray) -> None:
+        self.classes = classes
+        self.proba = proba
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.classes)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.proba)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        proba = np.asarray(self.proba)
+        return proba[:, 1] if proba.shape[1] == 2 else proba
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.asarray(self.proba).argmax(axis=1)]
 
 
 def evaluate_scores(
