@@ -13,9 +13,11 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Mapping
+from numbers import Integral
 from typing import Any
 
 import numpy as np
+from sklearn.utils._param_validation import Interval, validate_params
 
 from mmexplain.discovery import all_estimators
 from mmexplain.results import MethodSpec, ModalityExplanation
@@ -29,6 +31,17 @@ __all__ = [
 ]
 
 
+_REPORT_PARAMS = {
+    "n_repeats": [Interval(Integral, 1, None, closed="left")],
+    "random_state": ["random_state"],
+    "show_progress": ["boolean"],
+}
+
+
+@validate_params(
+    {"n_modalities": [Interval(Integral, 1, None, closed="left")], **_REPORT_PARAMS},
+    prefer_skip_nested_validation=True,
+)
 def report_explainers(
     n_modalities: int,
     *,
@@ -66,6 +79,15 @@ def report_explainers(
     }
 
 
+@validate_params(
+    {
+        "model": "no_validation",
+        "X": "no_validation",
+        "y": "no_validation",
+        **_REPORT_PARAMS,
+    },
+    prefer_skip_nested_validation=False,
+)
 def modality_report(
     model: Any,
     X: Any,
