@@ -18,8 +18,6 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from mmexplain.data._dict import to_tensor_dict
 
 __all__ = [
-    "ArrayItems",
-    "EpochDataset",
     "ModalityDataset",
     "TensorBatchIterator",
     "TrainingDataset",
@@ -65,57 +63,71 @@ class ModalityDataset(Dataset):
 
 
 class TrainingDataset(Dataset):
-    """A user's Dataset as the estimators train on it: float32 modalities, encoded targets.
+    """The one wrapper the estimators train on when the rows are not in memory.
 
-    Items of ``dataset`` are ``({modality: array}, target)`` or
-    ``{modality: array}``; this returns ``({modality: float32 tensor},
-    y[i])`` with the estimator's encoded targets ``y`` (or a placeholder 0 for
-    prediction), so skorch's loops and a ``DataLoader`` see one item layout.
-    """
+    ``data`` is a user's Dataset (items ``({modality: array}, target)`` or
+    ``{modality: array}``), another TrainingDataset, or a mapping of
+    memory-mapped arrays (read row by row, never whole). Item ``k`` is
+    ``({modality: float32 tensor}, y[k])`` (a placeholder 0 without ``y``),
+    or ``(X, y[k], {name: rows[name][k]})`` with per-row side information, so
+    skorch's loops and a ``DataLoader`` see one item layout.
 
-    def __init__(self, dataset: Dataset, y: np.ndarray | None = None) -> None:
-        self.dataset = dataset
-        self.targets_array = None if y is None else np.asarray(y)
+    With ``index`` the wrapper is a re-sampled epoch: item ``k`` reads row
+    ``index[k]`` of ``data`` (repeats allowed) and ``y`` / ``rows`` are per
+    item of the epoch (a balancer's :class:`~mmexplain.balancers.EpochData`).
 
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> tuple[dict[str, torch.Tensor], Any]:
-        item = self.dataset[int(i)]
-        X = item[0] if isinstance(item, tuple | list) else item
-        Xi = {m: torch.as_tensor(np.asarray(v)).float() for m, v in X.items()}
-        if self.targets_array is None:
-            return Xi, 0
-        return Xi, torch.as_tensor(self.targets_array[int(i)])
-
-
-class EpochDataset(Dataset):
-    """Rows ``index`` of a Dataset with per-row targets and side information.
-
-    Item ``k`` is ``(X of dataset[index[k]], y[k], {name: rows[name][k]})``, so
-    a ``DataLoader`` yields ``(X, y, rows)`` batches (a balancer's re-sampled
-    epoch, read from disk).
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data.batching import TrainingDataset
+    >>> X = {"a": np.arange(6.0).reshape(3, 2)}
+    >>> ds = TrainingDataset(X, y=np.array([0, 1, 0]))
+    >>> ds[1]
+    ({'a': tensor([2., 3.])}, tensor(1))
+    >>> epoch = TrainingDataset(ds, y=np.array([1, 1]), index=np.array([1, 1]))
+    >>> len(epoch), epoch[0][0]["a"].tolist()
+    (2, [2.0, 3.0])
     """
 
     def __init__(
         self,
-        dataset: Dataset,
-        index: np.ndarray,
-        y: torch.Tensor,
-        rows: Mapping[str, torch.Tensor] | None,
+        data: Dataset | Mapping[str, Any],
+        y: Any = None,
+        *,
+        index: np.ndarray | None = None,
+        rows: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
-        self.dataset, self.index = dataset, np.asarray(index)
-        self.y = y.cpu()
+        self.dataset = data
+        self.targets_array = None if y is None else _host_array(y)
+        self.index = None if index is None else np.asarray(index)
         self.rows = {k: v.cpu() for k, v in (rows or {}).items()}
 
     def __len__(self) -> int:
-        return len(self.index)
+        if self.index is not None:
+            return len(self.index)
+        if isinstance(self.dataset, Mapping):
+            return int(next(iter(self.dataset.values())).shape[0])
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def _features(self, r: int) -> dict[str, torch.Tensor]:
+        if isinstance(self.dataset, Mapping):
+            X = {m: np.array(v[r]) for m, v in self.dataset.items()}
+        else:
+            item = self.dataset[r]
+            X = item[0] if isinstance(item, tuple | list) else item
+        return {m: torch.as_tensor(np.asarray(v)).float() for m, v in X.items()}
 
     def __getitem__(self, k: int) -> tuple[Any, ...]:
-        Xi, _ = self.dataset[int(self.index[k])]
+        k = int(k)
+        Xi = self._features(k if self.index is None else int(self.index[k]))
+        yi = 0 if self.targets_array is None else torch.as_tensor(self.targets_array[k])
         if not self.rows:
-            return Xi, self.y[k]
-        return Xi, self.y[k], {name: v[k] for name, v in self.rows.items()}
+            return Xi, yi
+        return Xi, yi, {name: v[k] for name, v in self.rows.items()}
+
+
+def _host_array(y: Any) -> np.ndarray:
+    return y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
 
 
 def is_in_memory(dataset: Any) -> bool:
@@ -207,24 +219,6 @@ def dataset_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
     )
-
-
-class ArrayItems(Dataset):
-    """Map-style items ``{modality: row}`` of a mapping of (memory-mapped) arrays.
-
-    Lets the estimators train and predict on memory-mapped modalities row by
-    row instead of converting them to tensors whole.
-    """
-
-    def __init__(self, X: Mapping[str, Any]) -> None:
-        self.X = X
-        self._n = int(next(iter(X.values())).shape[0])
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        return {m: np.array(v[int(i)]) for m, v in self.X.items()}
 
 
 def has_memmap(X: Any) -> bool:

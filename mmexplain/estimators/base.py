@@ -28,8 +28,6 @@ from mmexplain._core.distributed import average_gradients, data_parallel_shard
 from mmexplain._core.torch_state import check_device
 from mmexplain.data import ModalityDict, check_X, check_X_fitted, check_y
 from mmexplain.data.batching import (
-    ArrayItems,
-    EpochDataset,
     ModalityDataset,
     TensorBatchIterator,
     TrainingDataset,
@@ -189,7 +187,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             return self._validate_fit_dataset(X, y, reset)
         Xv, y_enc = self._validate_fit_arrays(X, y, reset)
         if has_memmap(Xv):  # memory-mapped modalities: read row by row, never whole
-            return TrainingDataset(ArrayItems(Xv), y_enc), y_enc
+            return TrainingDataset(Xv, y_enc), y_enc
         return Xv, y_enc
 
     def _validate_fit_arrays(
@@ -236,7 +234,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             check_source(X, input_shapes=getattr(self, "input_shapes_", None))
             return TrainingDataset(X)
         if has_memmap(X):
-            return TrainingDataset(ArrayItems(self._check_fitted_X(X)))
+            return TrainingDataset(self._check_fitted_X(X))
         if not (isinstance(X, ModalityDict) and getattr(self, "_fitting_", False)):
             X = self._check_fitted_X(X)
         return super().get_dataset(X, y)  # type: ignore[misc]
@@ -466,7 +464,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             )
         X, _ = self._train_tensors_
         if isinstance(X, RowSource) and not X.in_memory:  # rows read from the Dataset
-            ds = EpochDataset(X.dataset, data.index, data.y, data.rows)
+            ds = TrainingDataset(X.dataset, data.y, index=data.index, rows=data.rows)
             return dataset_loader(ds, **kwargs)
         idx = torch.as_tensor(np.asarray(data.index), dtype=torch.long)
         tensors = {m: v.index_select(0, idx.to(v.device)) for m, v in X.X.items()}
