@@ -657,7 +657,7 @@ def main() -> None:
 
     # -- 1 + 2: permutation importance ---------------------------------------
     perms = library_permutations(N, M, R, seed=0)
-    perms_t = [[torch.from_numpy(p) for p in ps] for ps in perms]
+    perms_t = [[dev(p) for p in ps] for ps in perms]  # on the device
     # The fast timings are spread over the slow references' run (one pair
     # before naive, one between naive and captum, the rest after captum) and
     # their medians are used, so that all methods see the same machine load.
