@@ -102,7 +102,7 @@ class ReductionMixin:
         """
         blocks = row_blocks(self.lo, self.hi, self.batch_size)
         reads = [] if self.cache is not None else [(b, None) for b in blocks]
-        stream = iter(self.source.stream(reads, device=self.device))
+        stream = iter(self.source.stream(reads, device=self.device) if reads else ())
         bar = self._progress(len(blocks))
         flag = torch.zeros((), dtype=torch.bool, device=self.device)
         parts = []
