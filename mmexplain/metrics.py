@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from numbers import Integral
 from typing import Any
 
 import numpy as np
+from sklearn.utils._param_validation import Interval, validate_params
 
 __all__ = ["check_target", "confusion_counts", "mean_iou", "utilization_distance"]
 
 
+@validate_params(
+    {
+        "y_true": ["array-like"],
+        "y_pred": ["array-like"],
+        "n_classes": [Interval(Integral, 1, None, closed="left")],
+        "ignore_index": [Integral, None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def confusion_counts(
     y_true: Any, y_pred: Any, n_classes: int, ignore_index: int | None = None
 ) -> np.ndarray:
@@ -38,6 +49,15 @@ def confusion_counts(
     )
 
 
+@validate_params(
+    {
+        "y_true": ["array-like"],
+        "y_pred": ["array-like"],
+        "n_classes": [Interval(Integral, 1, None, closed="left"), None],
+        "ignore_index": [Integral, None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def mean_iou(
     y_true: Any,
     y_pred: Any,
@@ -71,6 +91,10 @@ def mean_iou(
     return float(np.mean(inter[present] / union[present]))
 
 
+@validate_params(
+    {"shares": [dict, "array-like"], "target": [dict, "array-like", None]},
+    prefer_skip_nested_validation=True,
+)
 def utilization_distance(
     shares: Mapping[str, float] | Sequence[float] | np.ndarray,
     target: Mapping[str, float] | Sequence[float] | np.ndarray | None = None,

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from sklearn.utils._param_validation import validate_params
 
 from mmexplain.data._dict import ModalityDict
 from mmexplain.data.validation import check_X, check_y
@@ -74,6 +75,10 @@ def _check_finite_rows(path: Any, X: Mapping[str, np.ndarray]) -> None:
             )
 
 
+@validate_params(
+    {"path": [str, os.PathLike], "target_key": [str]},
+    prefer_skip_nested_validation=True,
+)
 def load_npz(
     path: str | os.PathLike[str], *, target_key: str = "y"
 ) -> tuple[ModalityDict, np.ndarray]:
@@ -169,6 +174,16 @@ def load_npz(
     return X, y
 
 
+@validate_params(
+    {
+        "path": [str, os.PathLike],
+        "X": "no_validation",
+        "y": "no_validation",
+        "target_key": [str],
+        "compress": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def save_npz(
     path: str | os.PathLike[str],
     X: Mapping[str, Any],
