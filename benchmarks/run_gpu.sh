@@ -35,7 +35,11 @@ step env 30 bash -c "nvidia-smi; nproc; free -g; uptime; $PY -c 'import sys, tor
 mmexplain; print(sys.version); print(\"torch\", torch.__version__, \"cuda\", \
 torch.version.cuda, torch.cuda.get_device_name(0)); print(\"mmexplain\", \
 mmexplain.__version__)'"
-step cuda_tests 120 "$PY" -m pytest -q -m cuda tests/
+step cuda_tests 120 "$PY" -m pytest -q -rs -m cuda tests/
+# a suite that skipped everything (no GPU seen by torch) is a failure here
+if grep -q " skipped" "$OUT/cuda_tests.txt" || ! grep -q " passed" "$OUT/cuda_tests.txt"; then
+    failed+=("cuda_tests (tests skipped or none passed: is torch built with CUDA?)")
+fi
 step bench_overhead 120 "$PY" benchmarks/bench_overhead.py --device cuda
 step bench_explainers 90 "$PY" benchmarks/bench_explainers.py --device cuda --quick
 step bench_training 30 "$PY" benchmarks/bench_training.py --device cuda --epochs 3
