@@ -1786,3 +1786,43 @@ def test_default_shapley_gives_a_noise_modality_little_share(seed):
     np.testing.assert_allclose(
         default.mean_abs_values, np.abs(default.values).mean(axis=0)
     )
+
+
+# ----------------------------------------------------------------------------
+# regressions found by review
+# ----------------------------------------------------------------------------
+class _TwoConvSeg(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 3, 1), nn.Conv2d(1, 3, 1)
+
+    def forward(self, a, b):
+        return self.a(a) + self.b(b)
+
+
+def test_attribution_max_output_ignores_y_and_its_ignore_pixels():
+    torch.manual_seed(0)
+    module = _TwoConvSeg().eval()
+    rng = np.random.default_rng(0)
+    X = {m: rng.random((4, 1, 5, 5), dtype=np.float32) for m in "ab"}
+    y = np.zeros((4, 5, 5), dtype=int)
+    y[0] = 255  # an ignore pixel value the max-logit attribution never reads
+    with_y = GradientModalityAttribution().explain(module, X, y)
+    without = GradientModalityAttribution().explain(module, X)
+    np.testing.assert_allclose(with_y.sample_shares, without.sample_shares)
+
+
+class _HugeFiniteFloat64(nn.Module):
+    def forward(self, a):
+        z = a[:, 0].double() * 1e308  # finite, but a float64 sum of them overflows
+        return torch.stack([z, -z], dim=1)
+
+
+def test_large_finite_float64_outputs_are_not_refused_as_non_finite():
+    X = {"a": np.full((50, 1), 0.9, dtype=np.float32)}
+    expl = PermutationModalityImportance(
+        n_repeats=2, random_state=0, scoring="accuracy"
+    )
+    with pytest.warns(RuntimeWarning, match="undefined"):  # constant input: MU 0
+        out = expl.explain(_HugeFiniteFloat64(), X, np.zeros(50, dtype=int))
+    np.testing.assert_array_equal(out.importances, 0.0)

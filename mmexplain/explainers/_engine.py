@@ -318,6 +318,10 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         if not self._checked_labels and self.y is not None:
             self._checked_labels = True
             check_label_range(self.y, logits, self.adapter.ignore_index)
+        if (
+            logits.dtype == torch.float64
+        ):  # a float64 sum of float64 values can overflow
+            return flag | ~torch.isfinite(logits).all()
         return flag | ~torch.isfinite(logits.sum(dtype=torch.float64))
 
     def iter_blocks(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import numpy as np
@@ -140,6 +141,8 @@ class GradientModalityAttribution(BaseModalityExplainer):
             require(
                 adapter.module, "encode_fuse", "level='embedding'", error=ValueError
             )
+        if self.output == "max":  # y is not used: never checked or sent to the device
+            ctx = dataclasses.replace(ctx, y=None)
         engine = self._engine(
             ctx,
             fast=level == "embedding",
