@@ -1826,3 +1826,16 @@ def test_large_finite_float64_outputs_are_not_refused_as_non_finite():
     with pytest.warns(RuntimeWarning, match="undefined"):  # constant input: MU 0
         out = expl.explain(_HugeFiniteFloat64(), X, np.zeros(50, dtype=int))
     np.testing.assert_array_equal(out.importances, 0.0)
+
+
+def test_auto_batch_size_on_a_gpu_always_fits_the_free_memory(monkeypatch):
+    from mmexplain._core.torch_state import auto_batch_size
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (16 << 30, 0))
+    image = 3 * 512 * 512 * 4  # bytes of one float32 3x512x512 row
+    rows = auto_batch_size("auto", "cuda", image)
+    assert rows * 4 * image <= (16 << 30) / 16 and rows & (rows - 1) == 0
+    assert auto_batch_size("auto", "cuda", 64) == 262_144  # small rows: the cap
+    assert auto_batch_size("auto", "cuda", 1 << 40) == 1  # never 0
+    assert auto_batch_size("auto", "cpu", image) == 4096
+    assert auto_batch_size(77, "cuda", image) == 77

@@ -462,6 +462,8 @@ class BaseModalityExplainer(BaseEstimator):
 
     #: rows per model call of ``batch_size='auto'`` on the CPU
     _cpu_batch_size: ClassVar[int] = 4096
+    #: share of the free GPU memory the inputs of one call may take, x4 (``'auto'``)
+    _device_memory_fraction: ClassVar[float] = 1 / 16
 
     def _batch_size(self, ctx: ExplainContext) -> int:
         """``batch_size``, with ``'auto'`` chosen for the model's device (once per explain)."""
@@ -472,6 +474,7 @@ class BaseModalityExplainer(BaseEstimator):
                 ctx.adapter.device,
                 source.row_bytes(),
                 cpu_default=self._cpu_batch_size,
+                memory_fraction=self._device_memory_fraction,
             )
         return ctx.batch_size
 

@@ -64,7 +64,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         Evaluate on a random subset: a count, or a fraction of N.
     batch_size : int or 'auto', default='auto'
         Rows per model call; memory stays bounded for any N. ``'auto'`` is
-        4096 on the CPU and, on a GPU, the largest power of two (16384 to
+        4096 on the CPU and, on a GPU, the largest power of two (at most
         262144) whose rows fit comfortably in the memory free on it (a GPU is
         busy only with large calls); the value used is in the result's
         ``params['batch_size']``.
