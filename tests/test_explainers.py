@@ -1839,3 +1839,23 @@ def test_auto_batch_size_on_a_gpu_always_fits_the_free_memory(monkeypatch):
     assert auto_batch_size("auto", "cuda", 1 << 40) == 1  # never 0
     assert auto_batch_size("auto", "cpu", image) == 4096
     assert auto_batch_size(77, "cuda", image) == 77
+
+
+def test_auto_batch_size_is_resolved_once_per_explain(
+    monkeypatch, two_modal, two_tower
+):
+    import mmexplain.explainers.base as base
+
+    X, y = two_modal
+    calls = []
+
+    def fake(batch_size, device, row_bytes, **kwargs):
+        calls.append(batch_size)
+        return 16 + len(calls)  # a different answer on every call
+
+    monkeypatch.setattr(base, "auto_batch_size", fake)
+    torch.manual_seed(0)
+    expl = PermutationModalityImportance(n_repeats=2, random_state=0).explain(
+        two_tower().eval(), X, y
+    )
+    assert calls == ["auto"] and expl.params["batch_size"] == 17

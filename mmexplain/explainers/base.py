@@ -323,6 +323,9 @@ class BaseModalityExplainer(BaseEstimator):
         validate_params(self)
         ctx = self._prepare(model, X, y, need_y=self._needs_y())
         self._check_target_param(getattr(self, "target", None), ctx.modalities)
+        if "batch_size" in self.get_params(deep=False):
+            # resolved once: copies of ctx made in _explain carry the same value
+            self._batch_size(ctx)
         with model_lock(ctx.adapter.module):
             expl = self._explain(ctx)
         expl.params = {
