@@ -151,3 +151,22 @@ def test_training_shards_each_batch(tmp_path):
         for r in (0, 1)
     ]
     assert [p0 + p1 for p0, p1 in zip(*parts)] == full
+
+
+def test_a_rank_with_no_rows_returns_the_single_process_result(tmp_path):
+    """One row on two ranks: rank 0 has none; no failure, no hang, same numbers."""
+    worker = Path(__file__).parent / "distributed" / "zero_rows_worker.py"
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(worker),
+        ],
+        tmp_path,
+        timeout=240,
+    )
+    for rank in (0, 1):
+        assert (tmp_path / f"zero_rows_rank{rank}.txt").read_text() == "ok", rank

@@ -328,10 +328,14 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         self,
         perturbations: Sequence[Perturbation],
         stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        collective: bool = True,
     ) -> Iterator[tuple[slice, torch.Tensor]]:
         """Per row block of this rank: ``(rows, stats)`` with stats (K, rows, P).
 
         Memory stays bounded by the block: reduce each block as it comes.
+        ``collective=False`` skips the finiteness check across ranks (for a
+        probe that only one rank runs).
         """
         if self.y is None:
             raise ValueError("these statistics need y")
@@ -368,7 +372,28 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         finally:
             if bar is not None:
                 bar.close()
-        self._raise_if_nonfinite(flag)
+        if collective:
+            self._raise_if_nonfinite(flag)
+
+    def probe_stats(
+        self,
+        perturbations: Sequence[Perturbation],
+        stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    ) -> tuple[slice, torch.Tensor]:
+        """``(rows, stats)`` of row 0 alone, with no collective call.
+
+        A rank with no rows of its own (fewer rows than ranks) learns from it
+        the shape and dtype of the statistics, to contribute zeros or an empty
+        part of the right shape to the reductions and gathers.
+        """
+        lo, hi = self.lo, self.hi
+        self.lo, self.hi = 0, min(1, self.n)
+        try:
+            for sl, st in self.iter_blocks(perturbations, stat, collective=False):
+                return sl, st
+        finally:
+            self.lo, self.hi = lo, hi
+        raise ValueError("no rows to evaluate")
 
     @staticmethod
     def _raise_if_nonfinite(flag: torch.Tensor) -> None:
@@ -435,18 +460,18 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         """
         if per_sample:
             parts = [st for _, st in self.iter_blocks(perturbations, stat)]
-            local = (
-                torch.cat(parts, dim=1)
-                if parts
-                else torch.empty((len(perturbations), 0, 0), device=self.device)
-            )
-            return all_gather_rows(local, self.n, dim=1)
+            if not parts:  # no rows on this rank: an empty part of the right shape
+                parts = [self.probe_stats(perturbations, stat)[1][:, :0]]
+            return all_gather_rows(torch.cat(parts, dim=1), self.n, dim=1)
         total = None
         for _, st in self.iter_blocks(perturbations, stat):
             s = st.sum(dim=1, dtype=torch.float64)
             total = s if total is None else total + s
-        if total is None:
-            raise ValueError("no rows to evaluate")
+        if total is None:  # no rows on this rank: zeros of the right shape
+            st = self.probe_stats(perturbations, stat)[1]
+            total = torch.zeros(
+                st.shape[0], st.shape[2], dtype=torch.float64, device=st.device
+            )
         return all_reduce_sum(total)
 
 

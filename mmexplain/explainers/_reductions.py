@@ -74,14 +74,7 @@ class ReductionMixin:
         return tuple(all_gather_rows(torch.cat(p), self.n) for p in parts)
 
     def _probe_rows(self, perturbations: Any, stat: Any, fn: Any) -> Any:
-        lo, hi = self.lo, self.hi
-        self.lo, self.hi = 0, min(1, self.n)
-        try:
-            for sl, st in self.iter_blocks(perturbations, stat):
-                return fn(sl, st)
-        finally:
-            self.lo, self.hi = lo, hi
-        raise ValueError("no rows to evaluate")
+        return fn(*self.probe_stats(perturbations, stat))
 
     def gradient_rows(
         self,
