@@ -1859,3 +1859,30 @@ def test_auto_batch_size_is_resolved_once_per_explain(
         two_tower().eval(), X, y
     )
     assert calls == ["auto"] and expl.params["batch_size"] == 17
+
+
+def test_true_class_attribution_skips_ignore_pixels():
+    from mmexplain import MultimodalSegmenter
+    from mmexplain.datasets import make_multimodal_segmentation
+
+    X, y = make_multimodal_segmentation(n_samples=6, image_size=8, random_state=0)
+    y = np.asarray(y).copy()
+    y[0, :2] = 255  # ignored pixels: no class to gather, no contribution
+    seg = MultimodalSegmenter(max_epochs=1, ignore_index=255, random_state=0).fit(X, y)
+    got = GradientModalityAttribution(output="true").explain(seg, X, y).sample_shares
+    # reference: autograd by hand, summing the true-class logit over valid pixels
+    module = seg.module_.eval()
+    Xt = {m: torch.as_tensor(np.asarray(v), dtype=torch.float32) for m, v in X.items()}
+    with torch.no_grad():
+        Z = module.encode(**Xt)
+    Z = {m: z.clone().requires_grad_(True) for m, z in Z.items()}
+    out = module.fuse(**Z)
+    yt = torch.as_tensor(y)
+    valid = yt != 255
+    sel = out.gather(1, torch.where(valid, yt, 0).unsqueeze(1)).squeeze(1) * valid
+    grads = torch.autograd.grad(sel.sum(), list(Z.values()))
+    alpha = torch.stack(
+        [(g * z).flatten(1).norm(dim=1) for g, z in zip(grads, Z.values())], dim=1
+    )
+    want = (alpha / alpha.sum(1, keepdim=True)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)

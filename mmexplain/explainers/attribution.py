@@ -22,6 +22,7 @@ def modality_attribution(
     *,
     y: torch.Tensor | None = None,
     create_graph: bool = False,
+    ignore_index: int | None = None,
 ) -> torch.Tensor:
     """Per-sample modality attribution shares (B, M) from embeddings ``Z`` and logits ``out``.
 
@@ -34,7 +35,14 @@ def modality_attribution(
     if y is None:
         sel = out.max(dim=1).values
     else:
-        sel = out.gather(1, y.unsqueeze(1)).squeeze(1)
+        # pixels labelled ignore_index contribute nothing (and are not gathered)
+        valid = (
+            torch.ones_like(y, dtype=torch.bool)
+            if ignore_index is None
+            else y != ignore_index
+        )
+        safe = torch.where(valid, y, torch.zeros_like(y))
+        sel = out.gather(1, safe.unsqueeze(1)).squeeze(1) * valid
     sel = sel.reshape(sel.shape[0], -1).sum(dim=1)
     zs = list(Z.values())
     grads = torch.autograd.grad(sel.sum(), zs, create_graph=create_graph)
@@ -154,7 +162,10 @@ class GradientModalityAttribution(BaseModalityExplainer):
         sample_shares = (
             engine.gradient_rows(
                 lambda Z, out, y: modality_attribution(
-                    Z, out, y=y if self.output == "true" else None
+                    Z,
+                    out,
+                    y=y if self.output == "true" else None,
+                    ignore_index=adapter.ignore_index,
                 ).double(),
                 width=len(modalities),
             )
