@@ -61,7 +61,7 @@ class ModalityDropout(Balancer):
     """
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "p": [Interval(Real, 0, 1, closed="left"), dict],
+        "p": [Interval(Real, 0, 1, closed="left"), Mapping],
         "fill": [StrOptions({"zeros", "mean"})],
         "modalities": ["array-like", None],
         "level": [StrOptions({"sample", "batch"})],
