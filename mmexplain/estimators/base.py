@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from skorch.dataset import unpack_data
+from skorch import NeuralNet
+from skorch.callbacks import BatchScoring, Callback, EpochScoring
+from skorch.dataset import get_len, unpack_data
 from skorch.utils import to_tensor
 from torch.utils.data import Subset
 
@@ -53,6 +55,16 @@ from mmexplain.seeding import (
 )
 
 __all__ = ["MultimodalNetMixin"]
+
+#: ``on_batch_end`` methods known not to read the history's batch losses
+#: (skorch's no-op, its epoch scorers' caching and its batch scorer)
+_SAFE_ON_BATCH_END = frozenset(
+    {
+        Callback.on_batch_end,
+        EpochScoring.on_batch_end,
+        BatchScoring.on_batch_end,
+    }
+)
 
 
 def _softmax_dim1(logits: torch.Tensor) -> torch.Tensor:
@@ -421,9 +433,65 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         data = getattr(self, "_epoch_data_", None)
         if training and iterator is not None and data is not None:
             iterator = self._epoch_iterator(data)
-        super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)  # type: ignore[misc]
+        self._run_batches(iterator, training, prefix, step_fn, **fit_params)
         if training and iterator is not None:
             self._check_finite_training()
+
+    def _run_batches(
+        self,
+        iterator: Any,
+        training: bool,
+        prefix: str,
+        step_fn: Any,
+        **fit_params: Any,
+    ) -> None:
+        """skorch's batch loop, reading the losses from the device once per epoch.
+
+        skorch records ``loss.item()`` after every batch: on a GPU that is a
+        host synchronization per batch, which stops the host from queuing
+        the next batch while the device works. Here the detached batch
+        losses stay on the device and are written into the history in one
+        transfer when the loop ends, so the history is the same as skorch's
+        (same keys, same values) by the time any epoch-level callback reads
+        it. When a callback (or a subclass) may read a batch's loss during
+        the epoch (any ``on_batch_begin``/``on_batch_end`` that is not one
+        of skorch's known not to, e.g. ``ProgressBar`` or a batch-wise
+        ``LRScheduler``), skorch's per-batch ``item()`` is kept.
+        """
+        if iterator is None:
+            return
+        if not self._defer_loss_sync():
+            super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)  # type: ignore[misc]
+            return
+        batches = self.history[-1]["batches"]
+        first = len(batches)
+        losses = []
+        for batch in iterator:
+            self.notify("on_batch_begin", batch=batch, training=training)
+            step = step_fn(batch, **fit_params)
+            losses.append(step["loss"].detach().reshape(()).to(torch.float64))
+            Xb = batch[0] if isinstance(batch, tuple | list) else batch
+            self.history.record_batch(prefix + "_batch_size", get_len(Xb))
+            self.notify("on_batch_end", batch=batch, training=training, **step)
+        if losses:
+            values = torch.stack(losses).tolist()  # the epoch's one sync
+            for record, value in zip(batches[first:], values, strict=True):
+                record[prefix + "_loss"] = value
+        self.history.record(prefix + "_batch_count", len(losses))
+
+    def _defer_loss_sync(self) -> bool:
+        """Whether no batch-level hook can read a batch's loss before the epoch ends."""
+        if (
+            type(self).on_batch_begin is not NeuralNet.on_batch_begin
+            or type(self).on_batch_end is not NeuralNet.on_batch_end
+        ):
+            return False
+        for _, cb in getattr(self, "callbacks_", []):
+            if type(cb).on_batch_begin is not Callback.on_batch_begin:
+                return False
+            if type(cb).on_batch_end not in _SAFE_ON_BATCH_END:
+                return False
+        return True
 
     def _check_finite_training(self) -> None:
         """Raise (or warn) when the epoch's training loss or the weights are not finite."""

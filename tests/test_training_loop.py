@@ -1,0 +1,150 @@
+"""The estimators' training loop: host synchronizations and skorch's history.
+
+skorch reads every batch loss with ``loss.item()``; on a GPU that stalls the
+host once per batch. The estimators read an epoch's losses in one transfer
+(issue 19). These tests count the host reads made by skorch's and our code
+(on CPU the same calls are made as on a GPU) and check that the history is
+the one skorch's own loop writes.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import torch
+from skorch.callbacks import Callback, ProgressBar
+from skorch.dataset import ValidSplit
+
+from mmexplain import MultimodalClassifier
+from mmexplain.balancers import (
+    OGMGE,
+    AttributionRegularizer,
+    ModalityDropout,
+    UtilizationTarget,
+)
+from mmexplain.datasets import make_multimodal_classification
+
+#: tensor methods that copy a value to the host (a device sync on a GPU)
+_HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__", "numpy", "cpu")
+
+
+@pytest.fixture
+def host_reads(monkeypatch):
+    """Count host reads of tensors made from skorch's and mmexplain's own code."""
+    import sys
+
+    counts: collections.Counter = collections.Counter()
+
+    def wrap(name):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if "mmexplain" in caller or "skorch" in caller:
+                counts[(name, caller.rsplit("/", 1)[-1])] += 1
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    for name in _HOST_READS:
+        wrap(name)
+    return counts
+
+
+def _fit(n, balancer=None, callbacks=None, train_split=None, **kw):
+    X, y = make_multimodal_classification(n_samples=n, random_state=0)
+    return MultimodalClassifier(
+        balancer=balancer,
+        max_epochs=2,
+        batch_size=32,
+        random_state=0,
+        train_split=train_split,
+        callbacks=callbacks,
+        **kw,
+    ).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "balancer, extra",
+    [
+        (None, {}),
+        (ModalityDropout(p=0.3), {}),
+        (
+            OGMGE(adaptive_optimizer="ignore"),
+            {"module__head": "linear", "optimizer": torch.optim.SGD},
+        ),
+        (AttributionRegularizer(target={"a": 0.5, "b": 0.5}), {}),
+        (UtilizationTarget(target={"a": 0.5, "b": 0.5}), {}),
+    ],
+    ids=["none", "dropout", "ogm", "attribution", "target"],
+)
+def test_no_host_read_per_batch(host_reads, balancer, extra):
+    """Doubling the batches per epoch adds no host read: they are per epoch."""
+    from sklearn.base import clone
+
+    _fit(320, None if balancer is None else clone(balancer), **extra)
+    few = dict(host_reads)
+    host_reads.clear()
+    _fit(640, None if balancer is None else clone(balancer), **extra)
+    many = dict(host_reads)
+    grew = {k: (few.get(k, 0), v) for k, v in many.items() if v > few.get(k, 0)}
+    assert not grew, f"host reads that grow with the number of batches: {grew}"
+
+
+class _ReadsLoss(Callback):
+    """A callback that reads each batch's loss as the batch ends."""
+
+    def initialize(self):
+        self.seen_ = []
+        return self
+
+    def on_batch_end(self, net, training=False, **kwargs):
+        key = "train_loss" if training else "valid_loss"
+        self.seen_.append(net.history[-1, "batches", -1, key])
+
+
+def _batch_records(net):
+    return [[dict(sorted(b.items())) for b in h["batches"]] for h in net.history]
+
+
+def test_history_equals_skorch_loop():
+    """The deferred loop writes the history skorch's per-batch loop writes."""
+    split = ValidSplit(4, stratified=False)
+    deferred = _fit(200, train_split=split)
+    reader = _ReadsLoss()
+    per_batch = _fit(200, train_split=split, callbacks=[("reads", reader)])
+    assert _batch_records(deferred) == _batch_records(per_batch)
+    for key in ("train_loss", "valid_loss", "train_batch_count", "valid_batch_count"):
+        assert deferred.history[:, key] == per_batch.history[:, key]
+    # the callback that reads losses during the epoch got skorch's floats
+    losses = [
+        b[k]
+        for h in per_batch.history
+        for b in h["batches"]
+        for k in ("train_loss", "valid_loss")
+        if k in b
+    ]
+    assert sorted(reader.seen_) == sorted(losses)
+    assert all(isinstance(v, float) for v in reader.seen_)
+
+
+def test_batch_loss_readers_keep_skorch_loop():
+    """ProgressBar and unknown batch callbacks see each loss when the batch ends."""
+    X, y = make_multimodal_classification(n_samples=96, random_state=0)
+    net = MultimodalClassifier(max_epochs=1, batch_size=32, random_state=0)
+    assert net.fit(X, y)._defer_loss_sync()
+    net.set_params(callbacks=[("progress", ProgressBar())]).initialize()
+    assert not net._defer_loss_sync()
+    net.set_params(callbacks=[("reads", _ReadsLoss())]).fit(X, y)
+    assert len(dict(net.callbacks_)["reads"].seen_) == 3
+    assert np.isfinite(net.history[-1, "train_loss"])
+
+
+def test_nonfinite_loss_still_caught():
+    """The divergence check reads the deferred losses (written before it runs)."""
+    X, y = make_multimodal_classification(n_samples=96, random_state=0)
+    X = {m: v * 1e30 for m, v in X.items()}
+    with pytest.raises(FloatingPointError, match="training diverged"):
+        MultimodalClassifier(max_epochs=1, lr=1e10, random_state=0).fit(X, y)
