@@ -329,6 +329,11 @@ class TensorBatchIterator:
         n, bs = self.n, self.batch_size
         stop = n - n % bs if self.drop_last else n
         perm = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        device = next(iter(self.X.values())).device
+        if perm is not None and device.type != "cpu":
+            # data kept on the device: one upload of the epoch's order, then
+            # every batch index is a slice of it (no per-batch host copy)
+            perm = perm.to(device)
         for start in range(0, stop, bs):
             if perm is None and self.shard is None:
                 sl = slice(start, start + bs)
@@ -344,7 +349,7 @@ class TensorBatchIterator:
             idx = (
                 perm[start : start + bs]
                 if perm is not None
-                else torch.arange(start, min(start + bs, n))
+                else torch.arange(start, min(start + bs, n), device=device)
             )
             if self.shard is not None:
                 idx = idx[_shard_slice(len(idx), *self.shard)]
