@@ -355,3 +355,21 @@ def test_a_cpu_model_loads_and_is_explained_on_the_device(on_cpu, data, tmp_path
     assert _device_of(loaded).type == "cpu"
     got = ModalityShapley(device=DEVICE).explain(loaded, X, y)
     _assert_same(got, ModalityShapley().explain(on_cpu, X, y))
+
+
+@_mark
+@pytest.mark.parametrize("balancer", [None, "target"])
+def test_training_data_kept_on_the_device_gives_the_same_weights(balancer):
+    """data_on_device=True: batches sliced on the device, same weights as host data."""
+    X, y = make_multimodal_classification(n_samples=200, random_state=0)
+    kw = {"max_epochs": 2, "batch_size": 32, "random_state": 0, "device": DEVICE}
+    if balancer:
+        kw["balancer"] = UtilizationTarget(target={"a": 0.5, "b": 0.5})
+    on_host = MultimodalClassifier(**kw).fit(X, y)
+    on_device = MultimodalClassifier(data_on_device=True, **kw).fit(X, y)
+    a, b = _weights(on_device), _weights(on_host)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    assert on_device.history[:, "train_loss"] == pytest.approx(
+        on_host.history[:, "train_loss"], rel=1e-5
+    )

@@ -148,3 +148,87 @@ def test_nonfinite_loss_still_caught():
     X = {m: v * 1e30 for m, v in X.items()}
     with pytest.raises(FloatingPointError, match="training diverged"):
         MultimodalClassifier(max_epochs=1, lr=1e10, random_state=0).fit(X, y)
+
+
+# -- data_on_device ------------------------------------------------------------
+def _weights(net):
+    return {k: v.detach().clone() for k, v in net.module_.state_dict().items()}
+
+
+@pytest.fixture
+def cpu_as_accelerator(monkeypatch):
+    """Run the data_on_device path on CPU: the move is then a no-op copy."""
+    import mmexplain.estimators.base as base
+
+    monkeypatch.setattr(base, "_is_accelerator", lambda device: True)
+    return base
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"train_split": "valid"},
+        {"balancer": "dropout"},
+        {"sample_weight": True},
+    ],
+    ids=["plain", "valid-split", "balancer", "sample-weight"],
+)
+def test_data_on_device_trains_the_same_weights(cpu_as_accelerator, monkeypatch, kw):
+    """The device copy is batched in the same order: identical weights and history."""
+    made = []
+    original = cpu_as_accelerator.MultimodalNetMixin._data_to_device
+
+    def spy(self, *datasets):
+        out = original(self, *datasets)
+        made.append(out)
+        return out
+
+    monkeypatch.setattr(cpu_as_accelerator.MultimodalNetMixin, "_data_to_device", spy)
+    X, y = make_multimodal_classification(n_samples=200, random_state=0)
+    fit_kw = {}
+    if kw.get("sample_weight"):
+        fit_kw["sample_weight"] = np.linspace(0.5, 1.5, len(y))
+    nets = {}
+    for mode in (False, True, "auto"):
+        nets[mode] = MultimodalClassifier(
+            max_epochs=2,
+            batch_size=32,
+            random_state=0,
+            data_on_device=mode,
+            balancer=ModalityDropout(p=0.3) if "balancer" in kw else None,
+            train_split=ValidSplit(4, stratified=False) if "train_split" in kw else None,
+        ).fit(X, y, **fit_kw)
+    # the moved splits are plain in-memory datasets of tensors (no Subset left)
+    from mmexplain.data import ModalityDataset
+
+    assert all(
+        isinstance(d, ModalityDataset) for out in made[1:] for d in out if d is not None
+    )
+    base = _weights(nets[False])
+    for mode in (True, "auto"):
+        for k, v in _weights(nets[mode]).items():
+            assert torch.equal(v, base[k]), (mode, k)
+        assert _batch_records(nets[mode]) == _batch_records(nets[False])
+
+
+def test_data_on_device_refuses_data_larger_than_the_device(
+    cpu_as_accelerator, monkeypatch
+):
+    monkeypatch.setattr(cpu_as_accelerator, "_free_memory", lambda device: 1000)
+    X, y = make_multimodal_classification(n_samples=100, random_state=0)
+    net = MultimodalClassifier(max_epochs=1, random_state=0, data_on_device=True)
+    with pytest.raises(ValueError, match=r"data_on_device=True: the training data"):
+        net.fit(X, y)
+    # 'auto' stays in host memory and trains as data_on_device=False
+    auto = MultimodalClassifier(max_epochs=1, random_state=0, data_on_device="auto")
+    off = MultimodalClassifier(max_epochs=1, random_state=0)
+    a, b = _weights(auto.fit(X, y)), _weights(off.fit(X, y))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1.5, None])
+def test_data_on_device_rejects_other_values(bad):
+    X, y = make_multimodal_classification(n_samples=50, random_state=0)
+    with pytest.raises(ValueError, match="data_on_device must be True, False or 'auto'"):
+        MultimodalClassifier(max_epochs=1, data_on_device=bad).fit(X, y)

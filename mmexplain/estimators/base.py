@@ -36,6 +36,7 @@ from mmexplain.data.batching import (
     dataset_loader,
     has_memmap,
     is_in_memory,
+    resolve_dataset,
 )
 from mmexplain.data.sources import RowSource, check_source, is_dataset
 from mmexplain.estimators._balancing import BalancerLifecycleMixin
@@ -55,6 +56,19 @@ from mmexplain.seeding import (
 )
 
 __all__ = ["MultimodalNetMixin"]
+
+
+def _is_accelerator(device: torch.device) -> bool:
+    """Whether ``device`` is not host memory (patched in tests to try it on CPU)."""
+    return device.type not in ("cpu", "meta")
+
+
+def _free_memory(device: torch.device) -> int | None:
+    """Free bytes on a CUDA device; None where torch cannot tell."""
+    if device.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.mem_get_info(device)[0])
+    return None
+
 
 #: ``on_batch_end`` methods known not to read the history's batch losses
 #: (skorch's no-op, its epoch scorers' caching and its batch scorer)
@@ -373,8 +387,65 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
                 X, y, **fit_params
             )  # type: ignore[misc]
         if getattr(self, "_fitting_", False):
+            dataset_train, dataset_valid = self._data_to_device(
+                dataset_train, dataset_valid
+            )
             self._start_balancer(dataset_train)
         return dataset_train, dataset_valid
+
+    def _data_to_device(self, *datasets: Any) -> tuple[Any, ...]:
+        """The in-memory splits as datasets on ``device`` (``data_on_device``).
+
+        Each in-memory split (a :class:`ModalityDataset` or a ``Subset`` of
+        one) becomes a :class:`ModalityDataset` of tensors on the device,
+        copied once per ``fit``; :class:`TensorBatchIterator` then slices
+        batches there. Unchanged on CPU, for Datasets read in batches and
+        with ``data_on_device=False``.
+        """
+        mode = getattr(self, "data_on_device", False)
+        if isinstance(mode, bool | np.bool_):
+            mode = bool(mode)
+        elif mode != "auto":
+            raise ValueError(
+                f"data_on_device must be True, False or 'auto', got {mode!r}"
+            )
+        device = torch.device(self.device or "cpu")
+        present = [d for d in datasets if d is not None]
+        if (
+            mode is False
+            or not _is_accelerator(device)
+            or not present
+            or not all(is_in_memory(d) for d in present)
+        ):
+            return datasets
+        resolved = [None if d is None else resolve_dataset(d) for d in datasets]
+        need = sum(
+            t.nbytes
+            for r in resolved
+            if r is not None
+            for t in [*r[0].values(), *([] if r[1] is None else [r[1]])]
+        )
+        free = _free_memory(device)
+        if free is not None and need > (free if mode is True else free // 4):
+            if mode == "auto":
+                return datasets
+            raise ValueError(
+                f"data_on_device=True: the training data take {need / 2**30:.2f} "
+                f"GiB and {device} has {free / 2**30:.2f} GiB free; pass "
+                "data_on_device='auto' (keeps them in host memory when they do "
+                "not fit) or False"
+            )
+        out: list[Any] = []
+        for r in resolved:
+            if r is None:
+                out.append(None)
+                continue
+            ds = ModalityDataset.__new__(ModalityDataset)
+            ds.X = {m: v.to(device) for m, v in r[0].items()}
+            ds.y = None if r[1] is None else r[1].to(device)
+            ds._n = int(next(iter(ds.X.values())).shape[0])
+            out.append(ds)
+        return tuple(out)
 
     def get_iterator(self, dataset: Any, training: bool = False) -> Any:
         """skorch's, with seeded shuffling for :class:`TensorBatchIterator`."""

@@ -63,6 +63,21 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
     classes : array-like or None, default=None
         All class labels, when ``y`` may not contain every class (also
         ``partial_fit(X, y, classes=...)``).
+    on_nonfinite : {'raise', 'warn'}, default='raise'
+        What ``fit`` does when an epoch's training loss or the weights become
+        NaN or infinite: raise a ``FloatingPointError`` naming the epoch and
+        the learning rate, or warn (``RuntimeWarning``) and go on.
+    data_on_device : bool or 'auto', default=False
+        Where in-memory training data (arrays, tensors; also the validation
+        split) live during ``fit`` when ``device`` is an accelerator. False
+        keeps them in host memory and copies every batch to the device.
+        True copies them to the device once per ``fit``, so batches are
+        slices of device tensors (no per-batch host-to-device copy); a
+        ``ValueError`` says so when they need more than the device's free
+        memory. ``'auto'`` does so when they take at most a quarter of the
+        free memory and stays on the host otherwise. No effect on CPU, for
+        torch Datasets and memory-mapped arrays (read in batches), or on
+        ``predict``.
     **kwargs
         Any other skorch ``NeuralNet`` parameter (``callbacks``,
         ``optimizer__weight_decay``, ``module__hidden``, ...).
@@ -109,6 +124,7 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         random_state: Any = None,
         classes: Any = None,
         on_nonfinite: str = "raise",
+        data_on_device: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -130,6 +146,7 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         self.balancer = balancer
         self.random_state = random_state
         self.on_nonfinite = on_nonfinite
+        self.data_on_device = data_on_device
 
     @property
     def _default_callbacks(self) -> list[tuple[str, Any]]:

@@ -35,7 +35,7 @@ class MultimodalSegmenter(MultimodalNetMixin, NeuralNet):
     ignore_index : int or None, default=None
         Label of pixels excluded from the loss and from the IoU.
     balancer, criterion, optimizer, lr, max_epochs, batch_size, train_split, \
-verbose, device, random_state, on_nonfinite, **kwargs
+verbose, device, random_state, on_nonfinite, data_on_device, **kwargs
         As in :class:`MultimodalClassifier`.
 
     Examples
@@ -70,6 +70,7 @@ verbose, device, random_state, on_nonfinite, **kwargs
         device: str = "cpu",
         random_state: Any = None,
         on_nonfinite: str = "raise",
+        data_on_device: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -92,6 +93,7 @@ verbose, device, random_state, on_nonfinite, **kwargs
         self.ignore_index = ignore_index
         self.random_state = random_state
         self.on_nonfinite = on_nonfinite
+        self.data_on_device = data_on_device
 
     def _module_defaults(self) -> dict[str, Any]:
         out: dict[str, Any] = {"n_classes": self.n_classes_}
