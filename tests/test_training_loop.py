@@ -17,14 +17,16 @@ import torch
 from skorch.callbacks import Callback, ProgressBar
 from skorch.dataset import ValidSplit
 
-from mmexplain import MultimodalClassifier
+from mmexplain import MMTMNet, MultimodalClassifier
 from mmexplain.balancers import (
     OGMGE,
     AttributionRegularizer,
+    GreedyBalancer,
     ModalityDropout,
+    SampleValuation,
     UtilizationTarget,
 )
-from mmexplain.datasets import make_multimodal_classification
+from mmexplain.datasets import make_colored_digits, make_multimodal_classification
 
 #: tensor methods that copy a value to the host (a device sync on a GPU)
 _HOST_READS = ("item", "tolist", "__float__", "__int__", "__bool__", "numpy", "cpu")
@@ -77,8 +79,9 @@ def _fit(n, balancer=None, callbacks=None, train_split=None, **kw):
         ),
         (AttributionRegularizer(target={"a": 0.5, "b": 0.5}), {}),
         (UtilizationTarget(target={"a": 0.5, "b": 0.5}), {}),
+        (SampleValuation(warmup_epochs=0), {}),
     ],
-    ids=["none", "dropout", "ogm", "attribution", "target"],
+    ids=["none", "dropout", "ogm", "attribution", "target", "valuation"],
 )
 def test_no_host_read_per_batch(host_reads, balancer, extra):
     """Doubling the batches per epoch adds no host read: they are per epoch."""
@@ -91,6 +94,41 @@ def test_no_host_read_per_batch(host_reads, balancer, extra):
     many = dict(host_reads)
     grew = {k: (few.get(k, 0), v) for k, v in many.items() if v > few.get(k, 0)}
     assert not grew, f"host reads that grow with the number of batches: {grew}"
+
+
+def _fit_greedy(n, mode):
+    X, y, _, _ = make_colored_digits(random_state=0)
+    X = {m: np.asarray(v)[:n] for m, v in X.items()}
+    return MultimodalClassifier(
+        MMTMNet,
+        module__channels=(4,),
+        module__ratio=2,
+        balancer=GreedyBalancer(mode=mode, warmup_epochs=0),
+        max_epochs=1,
+        batch_size=16,
+        random_state=0,
+    ).fit(X, np.asarray(y)[:n])
+
+
+def test_greedy_reads_the_speeds_once_per_regular_step_only(host_reads):
+    """Random re-balancing reads nothing per batch; guided reads the BDR per step.
+
+    The guided rule decides each step's forward pass (regular or re-balancing
+    one modality) from the conditional learning speeds of the step before, so
+    it reads them on the host once per regular step, by design (Wu et al.,
+    2022); that is its only per-batch read.
+    """
+    _fit_greedy(64, "random")
+    few = dict(host_reads)
+    host_reads.clear()
+    _fit_greedy(128, "random")
+    assert dict(host_reads) == few
+    host_reads.clear()
+    net = _fit_greedy(128, "guided")
+    steps = 128 // 16
+    rebalancing = sum(net.history[-1, "greedy_rebalance_steps"].values())
+    per_step = {k: v for k, v in host_reads.items() if v >= steps - rebalancing}
+    assert set(per_step) <= {("cpu", "speed.py"), ("tolist", "speed.py")}, host_reads
 
 
 class _ReadsLoss(Callback):
@@ -197,7 +235,9 @@ def test_data_on_device_trains_the_same_weights(cpu_as_accelerator, monkeypatch,
             random_state=0,
             data_on_device=mode,
             balancer=ModalityDropout(p=0.3) if "balancer" in kw else None,
-            train_split=ValidSplit(4, stratified=False) if "train_split" in kw else None,
+            train_split=ValidSplit(4, stratified=False)
+            if "train_split" in kw
+            else None,
         ).fit(X, y, **fit_kw)
     # the moved splits are plain in-memory datasets of tensors (no Subset left)
     from mmexplain.data import ModalityDataset
@@ -230,5 +270,7 @@ def test_data_on_device_refuses_data_larger_than_the_device(
 @pytest.mark.parametrize("bad", ["yes", 1.5, None])
 def test_data_on_device_rejects_other_values(bad):
     X, y = make_multimodal_classification(n_samples=50, random_state=0)
-    with pytest.raises(ValueError, match="data_on_device must be True, False or 'auto'"):
+    with pytest.raises(
+        ValueError, match="data_on_device must be True, False or 'auto'"
+    ):
         MultimodalClassifier(max_epochs=1, data_on_device=bad).fit(X, y)
