@@ -29,6 +29,7 @@ _SUBMODULES = {
     "estimators",
     "explainers",
     "metrics",
+    "model_selection",
     "modules",
     "plotting",
     "preprocessing",

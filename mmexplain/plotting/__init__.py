@@ -14,11 +14,14 @@ function is called, so ``import mmexplain.plotting`` stays light.
   one line per model (e.g. a blackout or noise sweep).
 * :func:`plot_class_scores`: per-class scores (e.g. segmentation IoU).
 * :func:`plot_class_utilization`: a modality x class heat map.
+* :func:`plot_share_spread`: each modality's share over runs (folds and
+  seeds, :func:`mmexplain.model_selection.cross_explain`), box plots with dots.
 * :func:`plot_label_maps`, :func:`plot_pixel_maps`: segmentation label maps
   and per-pixel value maps, one panel each.
 
-The functions live in ``_shares`` (shares), ``_curves`` (training curves and
-per-class scores) and ``_maps`` (segmentation maps); import them from here.
+The functions live in ``_shares`` (shares), ``_spread`` (shares over runs),
+``_curves`` (training curves and per-class scores) and ``_maps`` (segmentation
+maps); import them from here.
 """
 
 from mmexplain.plotting._curves import (
@@ -32,6 +35,7 @@ from mmexplain.plotting._shares import (
     plot_share_comparison,
     plot_shares,
 )
+from mmexplain.plotting._spread import plot_share_spread
 
 __all__ = [
     "plot_class_scores",
@@ -40,6 +44,7 @@ __all__ = [
     "plot_metric_vs_corruption",
     "plot_pixel_maps",
     "plot_share_comparison",
+    "plot_share_spread",
     "plot_shares",
     "plot_utilization_history",
 ]
