@@ -20,6 +20,7 @@ subclass, so results can be rebuilt from their fields.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -292,9 +293,13 @@ class ModalityExplanation:
         """Standard deviation of the shares, in percent, where repeats exist."""
         return None
 
-    def to_shap(self) -> Any:
-        """A ``shap.Explanation`` (only for Shapley results)."""
-        raise ValueError("to_shap() needs a Shapley explanation (ModalityShapley)")
+    def to_shap(self, X: Any = None, *, summary: Any = "mean") -> Any:
+        """A ``shap.Explanation`` (Shapley and gradient-attribution results only)."""
+        raise ValueError(
+            "to_shap() needs per-sample values: a Shapley explanation "
+            "(ModalityShapley) or a gradient attribution "
+            f"(GradientModalityAttribution), not a {self.method} explanation"
+        )
 
 
 class PermutationExplanation(ModalityExplanation):
@@ -466,14 +471,39 @@ class ShapleyExplanation(ModalityExplanation):
             return None
         return np.abs(np.asarray(self.values, dtype=float)).mean(axis=0)
 
-    def to_shap(self) -> Any:
+    def to_shap(self, X: Any = None, *, summary: Any = "mean") -> Any:
         """The Shapley values as a ``shap.Explanation`` (samples x modalities).
 
-        Usable with ``shap.plots.bar``, ``shap.plots.beeswarm`` and, for one
-        sample (``expl[i]``), ``shap.plots.waterfall``. A modality has no
-        single feature value, so ``data`` is None: the beeswarm draws no
-        (meaningless) colour bar and the waterfall labels name the modality
-        only.
+        Parameters
+        ----------
+        X : mapping of str to array-like, array-like of shape (N, M), or None
+            The explained inputs (the same N rows, in order), from which each
+            sample's ``data`` value per modality is ``summary`` of its
+            features; or that (N, M) summary itself. A modality has no single
+            feature value, so without ``X`` ``data`` is None.
+        summary : {'mean', 'norm', 'max'} or callable, default='mean'
+            How a modality's features become one number per sample: their
+            mean, Euclidean norm or maximum, or ``summary(array) -> (N,)``.
+
+        Returns
+        -------
+        shap.Explanation
+            Usable with ``shap.plots.bar``, ``beeswarm``, ``heatmap``,
+            ``violin``, ``decision`` and, for one sample (``expl[i]``),
+            ``waterfall``; with ``X`` also ``scatter`` (``expl[:, 'eo']``)
+            and the beeswarm's colour bar.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmexplain import ModalityExplanation
+        >>> expl = ModalityExplanation(
+        ...     modalities=("a", "b"), method="shapley", params={}, shares=[60, 40],
+        ...     values=np.array([[0.4, 0.1], [0.2, 0.3]]),
+        ...     base_values=np.array([0.5, 0.5]), mean_values=np.array([0.3, 0.2]))
+        >>> X = {"a": np.array([[1.0, 3.0], [0.0, 0.0]]), "b": np.ones((2, 4))}
+        >>> expl.to_shap(X).data.tolist()
+        [[2.0, 1.0], [0.0, 1.0]]
         """
         if self.values is None:
             raise ValueError("this Shapley explanation holds no per-sample values")
@@ -483,7 +513,7 @@ class ShapleyExplanation(ModalityExplanation):
         return shap.Explanation(
             values=values,
             base_values=np.asarray(self.base_values, dtype=float),
-            data=None,
+            data=modality_summary(X, self.modalities, len(values), summary),
             feature_names=list(self.modalities),
         )
 
@@ -527,3 +557,102 @@ class AttributionExplanation(ModalityExplanation):
             return None
         ss = np.asarray(self.sample_shares, dtype=float) * 100
         return ss.std(axis=0) / np.sqrt(max(len(ss), 1))
+
+    def to_shap(self, X: Any = None, *, summary: Any = "mean") -> Any:
+        """The per-sample attribution shares as a ``shap.Explanation``, in percent.
+
+        ``values[n, m]`` is sample n's share of modality m (rows sum to 100,
+        NaN rows where the attribution is undefined), ``base_values`` zero.
+        They are shares, not additive contributions to the output: use the
+        plots that compare modalities across samples (``bar``,
+        ``beeswarm``, ``heatmap``, ``violin``, ``scatter`` with ``X``);
+        a waterfall of shares adds up to 100, not to the prediction.
+
+        Parameters
+        ----------
+        X, summary :
+            As in :meth:`ShapleyExplanation.to_shap`: the explained inputs (or
+            their (N, M) summary) give each sample's ``data`` per modality.
+
+        Returns
+        -------
+        shap.Explanation
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmexplain import ModalityExplanation
+        >>> expl = ModalityExplanation(
+        ...     modalities=("a", "b"), method="attribution", params={}, shares=[70, 30],
+        ...     sample_shares=np.array([[0.6, 0.4], [0.8, 0.2]]))
+        >>> expl.to_shap().values.tolist()
+        [[60.0, 40.0], [80.0, 20.0]]
+        """
+        if self.sample_shares is None:
+            raise ValueError("this attribution explanation holds no per-sample shares")
+        import shap
+
+        values = np.asarray(self.sample_shares, dtype=float) * 100
+        return shap.Explanation(
+            values=values,
+            base_values=np.zeros(len(values)),
+            data=modality_summary(X, self.modalities, len(values), summary),
+            feature_names=list(self.modalities),
+        )
+
+
+def modality_summary(
+    X: Any, modalities: tuple[str, ...], n: int, summary: Any = "mean"
+) -> np.ndarray | None:
+    """One number per sample and modality: ``summary`` of its features, shape (N, M).
+
+    ``X`` is a mapping of the explained inputs (N rows each), an (N, M) array
+    (returned as float), or None (None). ``summary`` is 'mean', 'norm', 'max'
+    or a callable ``array (N, ...) -> (N,)``.
+    """
+    if X is None:
+        return None
+    if not isinstance(X, Mapping):
+        data = np.asarray(X, dtype=float)
+        if data.shape != (n, len(modalities)):
+            raise ValueError(
+                f"X must be the explained inputs (a mapping) or their (N, M) = "
+                f"({n}, {len(modalities)}) summary, got shape {data.shape}"
+            )
+        return data
+    missing = [m for m in modalities if m not in X]
+    if missing:
+        raise ValueError(f"X lacks modality {missing[0]!r} of the explanation")
+    reducers = {
+        "mean": lambda a: a.mean(axis=1),
+        "norm": lambda a: np.sqrt((a * a).sum(axis=1)),
+        "max": lambda a: a.max(axis=1),
+    }
+    if callable(summary):
+        reduce = summary
+    elif summary in reducers:
+        reduce = None
+    else:
+        raise ValueError(
+            f"summary must be 'mean', 'norm', 'max' or a callable, got {summary!r}"
+        )
+    columns = []
+    for m in modalities:
+        value = X[m]
+        if hasattr(value, "detach"):  # a torch tensor
+            value = value.detach().cpu().numpy()
+        arr = np.asarray(value)
+        if len(arr) != n:
+            raise ValueError(
+                f"modality {m!r} of X has {len(arr)} rows, the explanation {n}"
+            )
+        if reduce is not None:
+            col = np.asarray(reduce(arr), dtype=float).reshape(-1)
+        else:
+            col = reducers[summary](arr.reshape(n, -1).astype(float))
+        if col.shape != (n,):
+            raise ValueError(
+                f"summary of modality {m!r} gave shape {col.shape}, expected ({n},)"
+            )
+        columns.append(col)
+    return np.column_stack(columns)
