@@ -24,6 +24,7 @@ from mmexplain.results import MethodSpec, ModalityExplanation
 
 __all__ = [
     "format_report",
+    "html_report",
     "modality_report",
     "plot_report",
     "report_explainers",
@@ -247,3 +248,69 @@ def plot_report(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def html_report(
+    report: Mapping[str, ModalityExplanation],
+    path: Any = None,
+    *,
+    model: Any = None,
+    y: Any = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    title: str | None = None,
+) -> str:
+    """One self-contained HTML page with every view of a modality report.
+
+    The page holds a summary (which modality each method finds most used,
+    the per-modality table of :func:`format_report` and its legend, the
+    figure of :func:`plot_report`), the per-class picture (mean Shapley
+    value per modality and class, when ``y`` is given), the per-sample view
+    (the distribution of per-sample Shapley values or attribution shares),
+    a model card (estimator, network, parameters, balancer, classes, input
+    shapes, explained samples, target counts), the training history, and
+    every method's settings. Figures are inline PNGs and the style is inline
+    CSS: no script and no external resource, so the file opens offline.
+
+    Parameters
+    ----------
+    report : mapping of str to ModalityExplanation
+        E.g. the output of :func:`modality_report`.
+    path : str or path-like or None, default=None
+        Where to write the page (UTF-8); None only returns it.
+    model : estimator or None
+        The explained model, for the model card and training history.
+    y : array-like or None
+        The explained targets, for the per-class picture and target counts.
+    input_shapes : mapping of str to tuple or None
+        Per-sample shape of each modality (model card); by default the
+        model's ``input_shapes_`` when it has them.
+    title : str or None
+        Page title (default 'Modality report').
+
+    Returns
+    -------
+    str
+        The HTML text.
+
+    Examples
+    --------
+    >>> from mmexplain import MultimodalClassifier
+    >>> from mmexplain.datasets import make_multimodal_classification
+    >>> from mmexplain.report import html_report, modality_report
+    >>> X, y = make_multimodal_classification(n_samples=100, random_state=0)
+    >>> clf = MultimodalClassifier(max_epochs=2, random_state=0).fit(X, y)
+    >>> page = html_report(modality_report(clf, X, y, n_repeats=2, show_progress=False),
+    ...                    model=clf, y=y)
+    >>> page.startswith("<!DOCTYPE html>"), "<script" in page
+    (True, False)
+    """
+    import pathlib
+
+    from mmexplain._report_html import _final, render_html
+
+    if input_shapes is None and model is not None:
+        input_shapes = getattr(_final(model), "input_shapes_", None)
+    text = render_html(report, model=model, y=y, input_shapes=input_shapes, title=title)
+    if path is not None:
+        pathlib.Path(path).write_text(text, encoding="utf-8")
+    return text
