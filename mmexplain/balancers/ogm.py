@@ -90,8 +90,11 @@ class OGMGE(Balancer):
     ----------
     alpha : float, default=0.5
         Modulation strength (paper: 0.1 for VGGSound to 0.8 for CREMA-D).
-    start_epoch, end_epoch : int, default=0, 10_000
-        Epochs (0-based, inclusive) during which gradients are modulated.
+    start_epoch, end_epoch : int, default=0, 50
+        Epochs (0-based, inclusive) during which gradients are modulated;
+        the official code modulates epochs 0-50 of its 100
+        (``--modulation_starts 0 --modulation_ends 50``). Pass a large
+        ``end_epoch`` to modulate for the whole training.
     noise : bool, default=True
         Add the GE noise.
     random_state : int, RandomState or None, default=None
@@ -136,7 +139,7 @@ class OGMGE(Balancer):
         self,
         alpha: float = 0.5,
         start_epoch: int = 0,
-        end_epoch: int = 10_000,
+        end_epoch: int = 50,
         noise: bool = True,
         random_state: Any = None,
         adaptive_optimizer: str = "warn",
