@@ -176,6 +176,14 @@ class CrossExplanation:
 
     Made by :func:`cross_explain`. Arrays are indexed ``[seed, fold, ...]``.
 
+    Parameters
+    ----------
+    runs : list of dict
+        One record per (seed, fold), seed-major, as :func:`cross_explain`
+        makes them.
+    seeds : list of int or None
+    n_splits : int
+
     Attributes
     ----------
     modalities : tuple of str

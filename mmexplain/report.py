@@ -52,6 +52,20 @@ def report_explainers(
 ) -> dict[str, Any]:
     """The explainers the report runs, keyed by method name, in report order.
 
+    Parameters
+    ----------
+    n_modalities : int
+        Number of modalities of the model (an explainer may decline, e.g.
+        exact Shapley beyond its limit).
+    n_repeats : int, default=10
+        Permutation repeats.
+    random_state : int, RandomState or None, default=0
+    show_progress : bool, default=True
+
+    Returns
+    -------
+    dict of str to explainer
+
     Examples
     --------
     >>> from mmexplain.report import report_explainers
@@ -166,6 +180,17 @@ def format_report(
 ) -> str:
     """The report as a text table: one row per modality, one column per method.
 
+    Parameters
+    ----------
+    report : mapping of str to ModalityExplanation
+        E.g. the output of :func:`modality_report`.
+    input_shapes : mapping of str to tuple or None
+        Per-sample shape of each modality, shown in the 'shape' column.
+
+    Returns
+    -------
+    str
+
     Examples
     --------
     >>> import numpy as np
@@ -213,7 +238,16 @@ def format_report(
 
 
 def report_legend(report: Mapping[str, ModalityExplanation]) -> str:
-    """One sentence per column of :func:`format_report`, from the methods' specs."""
+    """One sentence per column of :func:`format_report`, from the methods' specs.
+
+    Parameters
+    ----------
+    report : mapping of str to ModalityExplanation
+
+    Returns
+    -------
+    str
+    """
     return "\n".join(spec.legend + "." for spec in _specs(report))
 
 
@@ -221,6 +255,12 @@ def plot_report(
     report: Mapping[str, ModalityExplanation], *, title: str | None = None
 ) -> Any:
     """A figure with one bar chart per method; returns the matplotlib ``Figure``.
+
+    Parameters
+    ----------
+    report : mapping of str to ModalityExplanation
+    title : str or None
+        The figure's title.
 
     Examples
     --------

@@ -92,7 +92,17 @@ class MethodSpec:
 
 
 def method_spec(method: str) -> MethodSpec | None:
-    """The :class:`MethodSpec` of ``method`` (a result's ``method``), None if unknown."""
+    """The :class:`MethodSpec` of ``method`` (a result's ``method``), None if unknown.
+
+    Parameters
+    ----------
+    method : str
+        E.g. ``'permutation'``.
+
+    Returns
+    -------
+    MethodSpec or None
+    """
     cls = _BY_METHOD.get(method)
     return None if cls is None else cls.spec
 
@@ -112,6 +122,21 @@ def registered_methods() -> tuple[MethodSpec, ...]:
 
 class ModalityExplanation:
     """How a model uses each modality, as measured by one explainer.
+
+    The explainers build it; building one by hand (``method=`` picks the
+    subclass) is for tests and for results computed elsewhere.
+
+    Parameters
+    ----------
+    modalities : sequence of str
+    method : str
+        'permutation', 'conditional', 'shapley' or 'attribution'.
+    params : dict
+        The settings that produced the result.
+    shares : array-like of shape (M,)
+        Share of each modality in percent.
+    **fields
+        The method's own fields (see its subclass), by keyword.
 
     Attributes
     ----------
@@ -305,6 +330,13 @@ class ModalityExplanation:
 class PermutationExplanation(ModalityExplanation):
     """Result of :class:`~mmexplain.explainers.PermutationModalityImportance`.
 
+    Parameters
+    ----------
+    modalities, method, params, shares :
+        As in :class:`~mmexplain.ModalityExplanation`.
+    **fields
+        The attributes below, by keyword.
+
     Attributes
     ----------
     importances : ndarray (M, n_repeats)
@@ -368,6 +400,13 @@ class PermutationExplanation(ModalityExplanation):
 class ConditionalExplanation(ModalityExplanation):
     """Result of :class:`~mmexplain.explainers.ConditionalUtilization`.
 
+    Parameters
+    ----------
+    modalities, method, params, shares :
+        As in :class:`~mmexplain.ModalityExplanation`.
+    **fields
+        The attributes below, by keyword.
+
     Attributes
     ----------
     score_full : float
@@ -421,6 +460,13 @@ class ConditionalExplanation(ModalityExplanation):
 
 class ShapleyExplanation(ModalityExplanation):
     """Result of :class:`~mmexplain.explainers.ModalityShapley`.
+
+    Parameters
+    ----------
+    modalities, method, params, shares :
+        As in :class:`~mmexplain.ModalityExplanation`.
+    **fields
+        The attributes below, by keyword.
 
     Attributes
     ----------
@@ -520,6 +566,13 @@ class ShapleyExplanation(ModalityExplanation):
 
 class AttributionExplanation(ModalityExplanation):
     """Result of :class:`~mmexplain.explainers.GradientModalityAttribution`.
+
+    Parameters
+    ----------
+    modalities, method, params, shares :
+        As in :class:`~mmexplain.ModalityExplanation`.
+    **fields
+        The attributes below, by keyword.
 
     Attributes
     ----------

@@ -53,6 +53,14 @@ def draw_seed(random_state: Any) -> int | None:
     An int, a ``RandomState`` or None, as in scikit-learn. A ``RandomState``
     instance is advanced by one draw.
 
+    Parameters
+    ----------
+    random_state : int, numpy.random.RandomState or None
+
+    Returns
+    -------
+    int in [0, MAX_SEED) or None
+
     Examples
     --------
     >>> import numpy as np
@@ -79,6 +87,19 @@ def stream_seed(seed: int | None, stream: str, *counters: int) -> int:
 
     ``seed=None`` returns a seed from fresh OS entropy (not reproducible).
 
+    Parameters
+    ----------
+    seed : int or None
+        The run's seed (:func:`draw_seed`).
+    stream : str
+        The consumer's name (see the table in :mod:`mmexplain.seeding`).
+    *counters : int
+        E.g. the epoch: each value gives an independent stream.
+
+    Returns
+    -------
+    int in [0, MAX_SEED)
+
     Examples
     --------
     >>> from mmexplain.seeding import stream_seed
@@ -102,6 +123,18 @@ def torch_generator(
 ) -> torch.Generator:
     """A local ``torch.Generator`` on ``device`` seeded by :func:`stream_seed`.
 
+    Parameters
+    ----------
+    seed, stream, *counters :
+        As in :func:`stream_seed`.
+    device : str or torch.device, default='cpu'
+        Where the generator draws (a CUDA generator draws another stream
+        than a CPU one for the same seed).
+
+    Returns
+    -------
+    torch.Generator
+
     Examples
     --------
     >>> import torch
@@ -118,6 +151,15 @@ def torch_generator(
 
 def numpy_rng(seed: int | None, stream: str, *counters: int) -> np.random.RandomState:
     """A local ``RandomState`` seeded by :func:`stream_seed`.
+
+    Parameters
+    ----------
+    seed, stream, *counters :
+        As in :func:`stream_seed`.
+
+    Returns
+    -------
+    numpy.random.RandomState
 
     Examples
     --------
@@ -137,7 +179,13 @@ def seeded_torch(
     """Seed torch's global RNG inside the block; restore the caller's state after.
 
     With ``seed=None`` nothing is seeded (torch's global RNG is used as is).
-    ``device`` (a CUDA device) has its RNG forked and seeded too.
+
+    Parameters
+    ----------
+    seed, stream, *counters :
+        As in :func:`stream_seed`.
+    device : str, torch.device or None, default=None
+        A CUDA device has its RNG forked and seeded too.
 
     Examples
     --------
@@ -171,6 +219,11 @@ def seeded_numpy_global(
     For third-party code that draws from ``np.random`` without a
     ``random_state`` of its own (e.g. skorch's ``ValidSplit``). With
     ``seed=None`` nothing is seeded.
+
+    Parameters
+    ----------
+    seed, stream, *counters :
+        As in :func:`stream_seed`.
 
     Examples
     --------

@@ -35,6 +35,13 @@ class ConditionalSpeedMeter:
     (from the first step, never reset), and
     ``BDR_m = log10(cum_bypass_m / cum_main_m)``. The speeds stay on the
     parameters' device; only :meth:`bdr` and :meth:`d_speed` synchronize.
+
+    Parameters
+    ----------
+    module : nn.Module
+        A network with ``modality_parameters(m)`` (e.g. :class:`~mmexplain.MMTMNet`).
+    modalities : sequence of str or None
+        The modalities to follow (default: ``module.modalities``).
     """
 
     def __init__(self, module: Any, modalities: tuple[str, ...] | None = None) -> None:
