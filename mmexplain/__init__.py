@@ -34,6 +34,7 @@ _SUBMODULES = {
     "plotting",
     "preprocessing",
     "results",
+    "statistics",
     "callbacks",
     "discovery",
     "report",

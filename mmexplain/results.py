@@ -318,6 +318,165 @@ class ModalityExplanation:
         """Standard deviation of the shares, in percent, where repeats exist."""
         return None
 
+    # -- statistics (mmexplain.statistics) ---------------------------------------
+    #: the field holding the method's raw per-modality values
+    _raw_field: ClassVar[str] = "shares"
+
+    def statistic(self, of: str = "shares") -> np.ndarray:
+        """The shares (``of='shares'``, percent) or the method's raw values (``'values'``).
+
+        Raw values: permutation ``importances_mean``, conditional ``rates``,
+        Shapley ``mean_values``, attribution the shares themselves.
+        """
+        if of == "shares":
+            return np.asarray(self.shares, dtype=float)
+        if of == "values":
+            return np.asarray(getattr(self, self._raw_field), dtype=float)
+        raise ValueError(f"of must be 'shares' or 'values', got {of!r}")
+
+    def n_rows(self) -> int | None:
+        """Number of explained rows (samples), where the result knows it."""
+        n = self.params.get("n_samples")
+        return None if n is None else int(n)
+
+    def _per_row_values(self) -> np.ndarray | None:
+        """(N, M) per-sample raw values whose column means are the raw values."""
+        return None
+
+    def _replicates(
+        self, of: str, n_resamples: Any, random_state: Any
+    ) -> tuple[np.ndarray, int | None]:
+        """Bootstrap replicates (B, M) of ``statistic(of)`` and the seed used."""
+        from mmexplain import statistics as st
+
+        self.statistic(of)  # validates ``of``
+        stored = getattr(self, "bootstrap_values", None)
+        if stored is not None:
+            seed = self.params.get("bootstrap_seed")
+            if n_resamples is not None and int(n_resamples) != len(stored):
+                raise ValueError(
+                    f"this explanation holds {len(stored)} bootstrap replicates "
+                    f"(n_bootstrap={len(stored)}); explain again for {n_resamples}"
+                )
+            if random_state is not None and st.resolve_seed(random_state) != seed:
+                raise ValueError(
+                    f"this explanation was resampled with seed {seed}; explain again "
+                    "with another random_state for other resamples"
+                )
+            reps = stored if of == "values" else self.bootstrap_shares
+            return np.asarray(reps, dtype=float), seed
+        values = self._per_row_values()
+        if values is None:
+            raise ValueError(
+                f"this {self.method} explanation holds no bootstrap replicates: "
+                "explain it with n_bootstrap=1000 (resamples of the explained rows, "
+                "no extra model call)"
+            )
+        n = st.DEFAULT_RESAMPLES if n_resamples is None else n_resamples
+        seed = st.resolve_seed(0 if random_state is None else random_state)
+        raw = st.bootstrap_means(values, n, seed)
+        return (self._shares_of(raw) if of == "shares" else raw), seed
+
+    def _shares_of(self, raw: np.ndarray) -> np.ndarray:
+        """Shares (percent) of replicates of the raw values."""
+        from mmexplain.statistics import normalize_rows
+
+        return normalize_rows(raw)
+
+    def replicates(
+        self,
+        of: str = "shares",
+        *,
+        n_resamples: int | None = None,
+        random_state: Any = None,
+    ) -> np.ndarray:
+        """Bootstrap replicates of the shares or raw values, shape (n_resamples, M).
+
+        Resamples of the explained rows with replacement (see
+        :mod:`mmexplain.statistics`). Permutation and conditional
+        utilization store theirs when explained with ``n_bootstrap``;
+        Shapley and attribution results resample their per-sample values
+        here (``n_resamples`` default 1000, ``random_state`` default 0).
+
+        Parameters
+        ----------
+        of : {'shares', 'values'}, default='shares'
+        n_resamples : int or None
+        random_state : int, RandomState or None
+
+        Returns
+        -------
+        ndarray of shape (n_resamples, M)
+        """
+        return self._replicates(of, n_resamples, random_state)[0]
+
+    def confidence_interval(
+        self,
+        level: float = 0.95,
+        *,
+        of: str = "shares",
+        n_resamples: int | None = None,
+        random_state: Any = None,
+    ) -> np.ndarray:
+        """Percentile bootstrap interval of each modality's share (or raw value).
+
+        Parameters
+        ----------
+        level : float, default=0.95
+        of : {'shares', 'values'}, default='shares'
+            Shares in percent, or the method's raw values (see
+            :meth:`statistic`).
+        n_resamples, random_state :
+            See :meth:`replicates`.
+
+        Returns
+        -------
+        ndarray of shape (M, 2)
+            Lower and upper bounds, in ``modalities`` order.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from mmexplain import ModalityExplanation
+        >>> rng = np.random.default_rng(0)
+        >>> values = rng.normal([0.3, 0.0], 0.1, size=(500, 2))
+        >>> expl = ModalityExplanation(
+        ...     modalities=("a", "b"), method="shapley", params={}, shares=[100, 0],
+        ...     values=values, base_values=np.zeros(500), mean_values=values.mean(0))
+        >>> expl.confidence_interval(of="values").round(3).tolist()
+        [[0.283, 0.3], [-0.009, 0.008]]
+        >>> expl.p_values().round(3).tolist()  # 'a' is used, 'b' is not shown to be
+        [0.001, 0.576]
+        """
+        from mmexplain.statistics import percentile_interval
+
+        reps, _ = self._replicates(of, n_resamples, random_state)
+        return percentile_interval(reps, level)
+
+    def p_values(
+        self, *, n_resamples: int | None = None, random_state: Any = None
+    ) -> np.ndarray:
+        """One-sided bootstrap p-value of "modality m is not used", per modality.
+
+        H0: the raw value (utilization, rate, mean Shapley value,
+        attribution share) is <= 0; see
+        :func:`mmexplain.statistics.p_value_not_used`. A small p-value says
+        the positive value is unlikely to be an accident of the sample.
+
+        Parameters
+        ----------
+        n_resamples, random_state :
+            See :meth:`replicates`.
+
+        Returns
+        -------
+        ndarray of shape (M,)
+        """
+        from mmexplain.statistics import p_value_not_used
+
+        reps, _ = self._replicates("values", n_resamples, random_state)
+        return p_value_not_used(reps)
+
     def to_shap(self, X: Any = None, *, summary: Any = "mean") -> Any:
         """A ``shap.Explanation`` (Shapley and gradient-attribution results only)."""
         raise ValueError(
@@ -380,9 +539,12 @@ class PermutationExplanation(ModalityExplanation):
         "importances_std",
         "baseline_score",
         "scoring",
+        "bootstrap_values",
+        "bootstrap_shares",
     )
     _per_modality = ("importances_mean", "importances_std")
     _scalars = ("baseline_score",)
+    _raw_field = "importances_mean"
 
     def share_errors(self) -> np.ndarray | None:
         """Standard deviation of the shares over the repeats, in percent."""
@@ -453,9 +615,12 @@ class ConditionalExplanation(ModalityExplanation):
         "rates",
         "d_util",
         "scoring",
+        "bootstrap_values",
+        "bootstrap_shares",
     )
     _per_modality = ("score_without", "rates")
     _scalars = ("score_full", "d_util")
+    _raw_field = "rates"
 
 
 class ShapleyExplanation(ModalityExplanation):
@@ -505,6 +670,13 @@ class ShapleyExplanation(ModalityExplanation):
     )
     _fields = ("values", "base_values", "mean_values", "standard_errors")
     _per_modality = ("mean_values", "standard_errors")
+    _raw_field = "mean_values"
+
+    def n_rows(self) -> int | None:
+        return None if self.values is None else len(self.values)
+
+    def _per_row_values(self) -> np.ndarray | None:
+        return None if self.values is None else np.asarray(self.values, dtype=float)
 
     @property
     def mean_abs_values(self) -> np.ndarray | None:
@@ -603,6 +775,20 @@ class AttributionExplanation(ModalityExplanation):
         order=40,
     )
     _fields = ("sample_shares",)
+
+    def n_rows(self) -> int | None:
+        return None if self.sample_shares is None else len(self.sample_shares)
+
+    def _per_row_values(self) -> np.ndarray | None:
+        if self.sample_shares is None:
+            return None
+        ss = np.asarray(self.sample_shares, dtype=float) * 100
+        # the shares average the rows where every modality's share is defined
+        ss[~np.isfinite(ss).all(axis=1)] = np.nan
+        return ss
+
+    def _shares_of(self, raw: np.ndarray) -> np.ndarray:
+        return raw  # the raw values are the shares
 
     def share_errors(self) -> np.ndarray | None:
         """Standard error of the mean share over samples, in percent."""

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import warnings
+from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from mmexplain._core.rows import reduce_rows
 from mmexplain._core.torch_state import auto_batch_size
 from mmexplain.data.sources import as_source
+from mmexplain.explainers._bootstrap import bootstrap_scores
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
@@ -22,6 +24,7 @@ from mmexplain.explainers.base import (
 )
 from mmexplain.modules.contract import module_device, require, select_branches
 from mmexplain.results import ConditionalExplanation, ModalityExplanation
+from mmexplain.statistics import normalize_rows, resolve_seed
 
 __all__ = ["ConditionalUtilization"]
 
@@ -81,6 +84,16 @@ class ConditionalUtilization(BaseModalityExplainer):
         As in :class:`PermutationModalityImportance`.
     target : dict or None
         Unused by :meth:`score` (kept for a uniform API); see below.
+    n_bootstrap : int, default=0
+        Bootstrap resamples of the explained rows for the result's
+        :meth:`~mmexplain.ModalityExplanation.confidence_interval` and
+        :meth:`~mmexplain.ModalityExplanation.p_values` (per-row statistics
+        kept and resampled, no extra model call; see
+        :mod:`mmexplain.statistics`). The ablation's replacement (averaged
+        over ``reference``) stays fixed. Needs a scoring that adds up over
+        rows ('accuracy', 'loss').
+    random_state : int, RandomState or None, default=None
+        Seeds the bootstrap resamples (the only randomness here).
 
     Notes
     -----
@@ -136,6 +149,8 @@ class ConditionalUtilization(BaseModalityExplainer):
         target: dict[str, float] | None = None,
         show_progress: bool = False,
         loss_fn: Any = None,
+        n_bootstrap: int = 0,
+        random_state: Any = None,
     ) -> None:
         self.ablation = ablation
         self.reference = reference
@@ -145,6 +160,8 @@ class ConditionalUtilization(BaseModalityExplainer):
         self.target = target
         self.show_progress = show_progress
         self.loss_fn = loss_fn
+        self.n_bootstrap = n_bootstrap
+        self.random_state = random_state
 
     def _score_explanation(self, expl: ModalityExplanation) -> float:
         rates = np.asarray(expl.rates, dtype=float)
@@ -162,6 +179,8 @@ class ConditionalUtilization(BaseModalityExplainer):
         "reference": "no_validation",
         "scoring": [str],
         "loss_fn": [callable, None],
+        "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
     }
 
     def _resolve_ablation(self, ctx: ExplainContext) -> str:
@@ -207,13 +226,28 @@ class ConditionalUtilization(BaseModalityExplainer):
             desc="conditional utilization",
             needs_index=False,
         )
+        seed = resolve_seed(self.random_state) if self.n_bootstrap else None
+
+        def scores_of(perturbations: list[Perturbation]) -> tuple[Any, Any]:
+            if not self.n_bootstrap:
+                return evaluate_scores(engine, perturbations, scoring), None
+            return bootstrap_scores(
+                engine, perturbations, scoring, self.n_bootstrap, seed
+            )
+
         if ablation == "mmtm":
             averages = self._squeeze_averages(
                 ctx.adapter.module, reference if reference is not None else ctx.X
             )
-            score_full, score_ref, score_without = self._mmtm_scores(
-                engine, modalities, scoring, averages
+            perturbations = self._mmtm_perturbations(modalities, averages)
+            scores, boot = scores_of(perturbations)
+            score_full, score_ref, score_without = (
+                float(scores[0]),
+                scores[1::2],
+                scores[2::2],
             )
+            if boot is not None:
+                boot_ref, boot_without = boot[:, 1::2], boot[:, 2::2]
         else:
             kind = {"zeros": "zeros", "mean": "mean", "input_mean": "mean_input"}[
                 ablation
@@ -222,11 +256,23 @@ class ConditionalUtilization(BaseModalityExplainer):
                 Perturbation({m: engine.baseline(m, kind, reference=reference)})
                 for m in modalities
             ]
-            scores = evaluate_scores(engine, perturbations, scoring)
+            scores, boot = scores_of(perturbations)
             score_full = float(scores[0])
             score_ref = np.full(len(modalities), score_full)
             score_without = scores[1:]
+            if boot is not None:
+                boot_ref = np.repeat(boot[:, :1], len(modalities), axis=1)
+                boot_without = boot[:, 1:]
         rates = self._rates(score_ref, score_without, scoring.greater_is_better)
+        boot_values = boot_shares = None
+        if boot is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                boot_values = (
+                    (boot_ref - boot_without) / boot_ref
+                    if scoring.greater_is_better
+                    else (boot_without - boot_ref) / boot_ref
+                )
+            boot_shares = normalize_rows(boot_values)
         return ConditionalExplanation(
             modalities=modalities,
             method="conditional",
@@ -236,6 +282,9 @@ class ConditionalUtilization(BaseModalityExplainer):
                 "reference": "given" if reference is not None else "explained data",
                 "path": engine.path,
                 "model_calls": engine.head_calls,
+                "n_samples": len(ctx.X),
+                "n_bootstrap": self.n_bootstrap,
+                "bootstrap_seed": seed,
             },
             shares=normalize_shares(rates, what="conditional utilization"),
             score_full=score_full,
@@ -244,6 +293,8 @@ class ConditionalUtilization(BaseModalityExplainer):
             rates=rates,
             d_util=float(rates[1] - rates[0]) if len(modalities) == 2 else None,
             scoring=scoring.name,
+            bootstrap_values=boot_values,
+            bootstrap_shares=boot_shares,
         )
 
     def _squeeze_averages(self, module: Any, X: Any) -> list[dict[str, torch.Tensor]]:
@@ -281,13 +332,11 @@ class ConditionalUtilization(BaseModalityExplainer):
         return [{m: (v / n).float() for m, v in t.items()} for t in totals]
 
     @staticmethod
-    def _mmtm_scores(
-        engine: Any,
+    def _mmtm_perturbations(
         modalities: tuple[str, ...],
-        scoring: Any,
         averages: list[dict[str, torch.Tensor]],
-    ) -> tuple[float, np.ndarray, np.ndarray]:
-        """Full score, and per modality the other branches' scores with and without it."""
+    ) -> list[Perturbation]:
+        """Full model, then per modality the other branches with and without it."""
         perturbations = [Perturbation()]
         for m in modalities:
             select = _other_branches(m)
@@ -299,8 +348,7 @@ class ConditionalUtilization(BaseModalityExplainer):
                     context_key=("ablate", m),
                 )
             )
-        scores = evaluate_scores(engine, perturbations, scoring)
-        return float(scores[0]), scores[1::2], scores[2::2]
+        return perturbations
 
     @staticmethod
     def _rates(

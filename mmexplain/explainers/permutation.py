@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
 from mmexplain.data import permute_rows, take_rows
+from mmexplain.explainers._bootstrap import bootstrap_scores
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
@@ -22,6 +23,7 @@ from mmexplain.explainers.base import (
     resolve_scoring,
 )
 from mmexplain.results import PermutationExplanation
+from mmexplain.statistics import normalize_rows, resolve_seed
 
 __all__ = ["PermutationModalityImportance"]
 
@@ -96,6 +98,15 @@ class PermutationModalityImportance(BaseModalityExplainer):
     class_output : {'probability', 'logit'}, default='probability'
         With ``class_index``: explain the class probability (softmax over the
         outputs) or the raw output (logit).
+    n_bootstrap : int, default=0
+        Bootstrap resamples of the explained rows (e.g. 1000) for the
+        result's :meth:`~mmexplain.ModalityExplanation.confidence_interval`
+        and :meth:`~mmexplain.ModalityExplanation.p_values`: every
+        perturbation's per-row statistics are kept (memory: (1 + M x
+        n_repeats) x N x 2 floats) and resampled, with no extra model call.
+        The permutations stay fixed; the resamples are seeded by
+        ``random_state`` (see :mod:`mmexplain.statistics`). Needs a scoring
+        that adds up over rows ('loss', 'accuracy').
 
     Attributes
     ----------
@@ -158,6 +169,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         loss_fn: Any = None,
         class_index: int | None = None,
         class_output: str = "probability",
+        n_bootstrap: int = 0,
     ) -> None:
         self.n_repeats = n_repeats
         self.scoring = scoring
@@ -171,6 +183,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         self.loss_fn = loss_fn
         self.class_index = class_index
         self.class_output = class_output
+        self.n_bootstrap = n_bootstrap
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **BaseModalityExplainer._parameter_constraints,
@@ -186,6 +199,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         "loss_fn": [callable, None],
         "class_index": [Interval(Integral, 0, None, closed="left"), None],
         "class_output": [StrOptions({"probability", "logit"})],
+        "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
     }
 
     def _needs_y(self) -> bool:
@@ -210,11 +224,22 @@ class PermutationModalityImportance(BaseModalityExplainer):
         shared = [rng.permutation(n).astype(index_dtype) for _ in range(self.n_repeats)]
         perms = [shared for _ in modalities]
         if self.class_index is not None:
+            if self.n_bootstrap:
+                raise ValueError(
+                    "n_bootstrap is not available with class_index (the class "
+                    "output's absolute change is not resampled); use n_bootstrap=0"
+                )
             return self._explain_class(ctx, perms)
         scoring = resolve_scoring(
             self.scoring, ctx.adapter, classification=y_idx.ndim == 1, y_labels=y_raw
         )
+        boot_values = boot_shares = seed = None
         if scoring.estimator_scorer is not None:
+            if self.n_bootstrap:
+                raise ValueError(
+                    "n_bootstrap needs a named scoring ('loss', 'accuracy'): a "
+                    "callable scorer(estimator, X, y) is not additive over rows"
+                )
             base, permuted = self._scorer_importances(ctx, scoring, perms)
             path, calls = "estimator", None
         else:
@@ -224,7 +249,23 @@ class PermutationModalityImportance(BaseModalityExplainer):
                 for i, m in enumerate(modalities)
                 for r in range(self.n_repeats)
             ]
-            scores = evaluate_scores(engine, perturbations, scoring)
+            if self.n_bootstrap:
+                seed = resolve_seed(self.random_state)
+                scores, boot = bootstrap_scores(
+                    engine, perturbations, scoring, self.n_bootstrap, seed
+                )
+                boot_permuted = boot[:, 1:].reshape(
+                    len(boot), len(modalities), self.n_repeats
+                )
+                diff = (
+                    boot[:, :1, None] - boot_permuted
+                    if scoring.greater_is_better
+                    else boot_permuted - boot[:, :1, None]
+                )
+                boot_values = diff.mean(axis=2)
+                boot_shares = normalize_rows(boot_values)
+            else:
+                scores = evaluate_scores(engine, perturbations, scoring)
             base = float(scores[0])
             permuted = scores[1:].reshape(len(modalities), self.n_repeats)
             path, calls = engine.path, engine.head_calls
@@ -243,6 +284,8 @@ class PermutationModalityImportance(BaseModalityExplainer):
                 "n_samples": n,
                 "path": path,
                 "model_calls": calls,
+                "n_bootstrap": self.n_bootstrap,
+                "bootstrap_seed": seed,
             },
             shares=normalize_shares(mean, what="utilization"),
             importances=importances,
@@ -250,6 +293,8 @@ class PermutationModalityImportance(BaseModalityExplainer):
             importances_std=importances.std(axis=1),
             baseline_score=base,
             scoring=scoring.name,
+            bootstrap_values=boot_values,
+            bootstrap_shares=boot_shares,
         )
 
     @staticmethod
