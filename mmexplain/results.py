@@ -304,15 +304,61 @@ class ModalityExplanation:
         return frame
 
     def plot(
-        self, ax: Any = None, *, title: str | None = None, color: Any = None
+        self,
+        ax: Any = None,
+        *,
+        kind: str = "shares",
+        title: str | None = None,
+        color: Any = None,
     ) -> Any:
-        """Bar chart of the modality shares (error bars from repeats / sampling).
+        """Plot the explanation; returns the matplotlib ``Axes``.
 
-        Returns the matplotlib ``Axes``.
+        Parameters
+        ----------
+        ax : matplotlib Axes or None
+        kind : {'shares', 'classes', 'interactions'}, default='shares'
+            'shares': bar chart of the modality shares (error bars from
+            repeats / sampling); 'classes': modality x class heat map of the
+            per-class shares (``per_class=True``); 'interactions': heat map
+            of the pairwise Shapley interaction indices
+            (``ModalityShapley(interactions=True)``).
+        title : str or None
+        color : matplotlib color or None
+            Bar colour (``kind='shares'``).
         """
-        from mmexplain.plotting import plot_shares
+        if kind == "shares":
+            from mmexplain.plotting import plot_shares
 
-        return plot_shares(self, ax=ax, title=title, color=color)
+            return plot_shares(self, ax=ax, title=title, color=color)
+        if kind == "classes":
+            shares = getattr(self, "class_shares", None)
+            if shares is None:
+                raise ValueError(
+                    f"this {self.method} explanation has no per-class shares: explain "
+                    "with per_class=True (PermutationModalityImportance)"
+                )
+            from mmexplain.plotting import plot_class_utilization
+
+            return plot_class_utilization(
+                np.asarray(shares, dtype=float).T,
+                list(self.modalities),
+                [str(c) for c in self.classes],
+                ax=ax,
+                title=title or "Utilization per class (%)",
+            )
+        if kind == "interactions":
+            inter = getattr(self, "interactions", None)
+            if inter is None:
+                raise ValueError(
+                    "no interaction indices: explain with "
+                    "ModalityShapley(interactions=True)"
+                )
+            from mmexplain.plotting import plot_interactions
+
+            return plot_interactions(self, ax=ax, title=title)
+        raise ValueError(
+            f"kind must be 'shares', 'classes' or 'interactions', got {kind!r}"
+        )
 
     def share_errors(self) -> np.ndarray | None:
         """Standard deviation of the shares, in percent, where repeats exist."""
@@ -504,6 +550,15 @@ class PermutationExplanation(ModalityExplanation):
     baseline_score : float
         The unpermuted score.
     scoring : str
+    bootstrap_values, bootstrap_shares : ndarray (n_bootstrap, M) or None
+        Bootstrap replicates of ``importances_mean`` and ``shares``
+        (``n_bootstrap``); see :meth:`confidence_interval`.
+    class_importances, class_shares : ndarray (C, M) or None
+        ``per_class=True``: the mean score change when each modality is
+        permuted, on the samples of each class, and its shares in percent
+        (NaN for a class without samples or without a positive change).
+    classes : ndarray (C,) or None
+        The class labels of those rows.
 
     Examples
     --------
@@ -541,6 +596,9 @@ class PermutationExplanation(ModalityExplanation):
         "scoring",
         "bootstrap_values",
         "bootstrap_shares",
+        "class_importances",
+        "class_shares",
+        "classes",
     )
     _per_modality = ("importances_mean", "importances_std")
     _scalars = ("baseline_score",)

@@ -18,11 +18,22 @@ import torch
 
 from mmexplain.statistics import bootstrap_counts
 
-__all__ = ["MAX_ROW_STATS", "bootstrap_scores"]
+__all__ = ["MAX_ROW_STATS", "bootstrap_scores", "class_sums"]
 
 #: largest number of kept per-row statistics (perturbations x rows x values):
 #: 2**27 float64 values, 1 GiB
 MAX_ROW_STATS = 2**27
+
+
+#: values per row of the engine's fixed-width statistics (see ``_stats.make_stat``)
+_WIDTHS = {"loss": 2, "correct": 2, "probability": 2}
+
+
+def _stat_width(kind: str, engine: Any, perturbations: list[Any], stat: Any) -> int:
+    """Values per row of statistic ``kind`` (a one-row probe only for the others)."""
+    if kind in _WIDTHS:
+        return _WIDTHS[kind]
+    return int(engine.probe_stats(perturbations, stat)[1].shape[-1])
 
 
 def bootstrap_scores(
@@ -31,7 +42,8 @@ def bootstrap_scores(
     scoring: Any,
     n_resamples: int,
     seed: int | None,
-) -> tuple[np.ndarray, np.ndarray]:
+    n_classes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Scores of every perturbation and their bootstrap replicates.
 
     Returns
@@ -41,6 +53,9 @@ def bootstrap_scores(
     replicates : ndarray of shape (n_resamples, P)
         The scores on resample ``b`` of the rows (the same resamples for
         every perturbation, from :func:`~mmexplain.statistics.bootstrap_counts`).
+    class_sums : ndarray of shape (P, n_classes, K) or None
+        With ``n_classes``: the statistics summed over the rows of each class
+        (``engine.y``), for per-class scores.
     """
     from mmexplain.explainers._stats import make_stat
 
@@ -52,8 +67,7 @@ def bootstrap_scores(
             "use scoring='loss' or 'accuracy', or n_bootstrap=0"
         )
     stat = make_stat(scoring.stat, engine.adapter)
-    _, probe = engine.probe_stats(perturbations, stat)
-    width = int(probe.shape[-1])
+    width = _stat_width(scoring.stat, engine, perturbations, stat)
     size = len(perturbations) * engine.n * width
     if size > MAX_ROW_STATS:
         raise ValueError(
@@ -66,6 +80,10 @@ def bootstrap_scores(
     rows = rows.to(torch.float64)
     n_p, n, k = rows.shape
     sums = rows.sum(dim=1).cpu().numpy()
+    class_sums = None
+    if n_classes is not None:
+        init = rows.new_zeros(n_p, int(n_classes), k)
+        class_sums = init.index_add(1, engine.y.long(), rows).cpu().numpy()
     scores = np.array([scoring.finalize(s) for s in sums])
     flat = rows.permute(1, 0, 2).reshape(n, n_p * k)  # (N, P*K)
     out = []
@@ -79,4 +97,40 @@ def bootstrap_scores(
             for b in range(len(resampled))
         ]
     )
-    return scores, replicates
+    return scores, replicates, class_sums
+
+
+def class_sums(
+    engine: Any, perturbations: list[Any], scoring: Any, n_classes: int
+) -> np.ndarray:
+    """The statistics of every perturbation summed over the rows of each class.
+
+    One pass of the engine (the same model calls as the overall scores,
+    whose sums are these summed over classes); memory (P, n_classes, K).
+
+    Returns
+    -------
+    ndarray of shape (P, n_classes, K)
+    """
+    from mmexplain.explainers._stats import make_stat
+
+    if scoring.estimator_scorer is not None or scoring.per_sample:
+        raise ValueError(
+            f"per_class needs a scoring that adds up over rows ('loss', "
+            f"'accuracy'); scoring={scoring.name!r} is computed from all rows at once"
+        )
+    stat = make_stat(scoring.stat, engine.adapter)
+    width = _stat_width(scoring.stat, engine, perturbations, stat)
+    y = engine.y.long()
+
+    def fold(acc: torch.Tensor, sl: slice, st: torch.Tensor) -> torch.Tensor:
+        return acc.index_add(1, y[sl], st.to(torch.float64))
+
+    init = torch.zeros(
+        len(perturbations),
+        int(n_classes),
+        width,
+        dtype=torch.float64,
+        device=engine.device,
+    )
+    return engine.reduce_blocks(perturbations, stat, fold, init).cpu().numpy()

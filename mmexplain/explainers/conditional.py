@@ -233,7 +233,7 @@ class ConditionalUtilization(BaseModalityExplainer):
                 return evaluate_scores(engine, perturbations, scoring), None
             return bootstrap_scores(
                 engine, perturbations, scoring, self.n_bootstrap, seed
-            )
+            )[:2]
 
         if ablation == "mmtm":
             averages = self._squeeze_averages(

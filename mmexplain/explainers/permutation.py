@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 
 from mmexplain.data import permute_rows, take_rows
-from mmexplain.explainers._bootstrap import bootstrap_scores
+from mmexplain.explainers._bootstrap import bootstrap_scores, class_sums
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
@@ -107,6 +107,12 @@ class PermutationModalityImportance(BaseModalityExplainer):
         The permutations stay fixed; the resamples are seeded by
         ``random_state`` (see :mod:`mmexplain.statistics`). Needs a scoring
         that adds up over rows ('loss', 'accuracy').
+    per_class : bool, default=False
+        Also the utilization within each class (classifiers): the same
+        permutations and model calls, their per-row statistics summed per
+        true class, give ``class_importances`` (C, M: the score change on
+        that class's samples) and ``class_shares`` (percent per class).
+        Needs a scoring that adds up over rows ('loss', 'accuracy').
 
     Attributes
     ----------
@@ -170,6 +176,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         class_index: int | None = None,
         class_output: str = "probability",
         n_bootstrap: int = 0,
+        per_class: bool = False,
     ) -> None:
         self.n_repeats = n_repeats
         self.scoring = scoring
@@ -184,6 +191,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         self.class_index = class_index
         self.class_output = class_output
         self.n_bootstrap = n_bootstrap
+        self.per_class = per_class
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **BaseModalityExplainer._parameter_constraints,
@@ -200,6 +208,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         "class_index": [Interval(Integral, 0, None, closed="left"), None],
         "class_output": [StrOptions({"probability", "logit"})],
         "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
+        "per_class": ["boolean"],
     }
 
     def _needs_y(self) -> bool:
@@ -223,7 +232,14 @@ class PermutationModalityImportance(BaseModalityExplainer):
         # N rows instead of M * R, and one index upload per repeat and block
         shared = [rng.permutation(n).astype(index_dtype) for _ in range(self.n_repeats)]
         perms = [shared for _ in modalities]
+        if self.per_class and y_idx.ndim != 1:
+            raise ValueError(
+                "per_class needs one class per sample (a classifier); a segmenter's "
+                "rows hold pixels of many classes"
+            )
         if self.class_index is not None:
+            if self.per_class:
+                raise ValueError("per_class and class_index cannot be combined")
             if self.n_bootstrap:
                 raise ValueError(
                     "n_bootstrap is not available with class_index (the class "
@@ -233,12 +249,14 @@ class PermutationModalityImportance(BaseModalityExplainer):
         scoring = resolve_scoring(
             self.scoring, ctx.adapter, classification=y_idx.ndim == 1, y_labels=y_raw
         )
-        boot_values = boot_shares = seed = None
+        boot_values = boot_shares = seed = by_class = None
+        n_classes = self._n_classes(ctx) if self.per_class else None
         if scoring.estimator_scorer is not None:
-            if self.n_bootstrap:
+            if self.n_bootstrap or self.per_class:
                 raise ValueError(
-                    "n_bootstrap needs a named scoring ('loss', 'accuracy'): a "
-                    "callable scorer(estimator, X, y) is not additive over rows"
+                    "n_bootstrap and per_class need a named scoring ('loss', "
+                    "'accuracy'): a callable scorer(estimator, X, y) is not "
+                    "additive over rows"
                 )
             base, permuted = self._scorer_importances(ctx, scoring, perms)
             path, calls = "estimator", None
@@ -251,8 +269,8 @@ class PermutationModalityImportance(BaseModalityExplainer):
             ]
             if self.n_bootstrap:
                 seed = resolve_seed(self.random_state)
-                scores, boot = bootstrap_scores(
-                    engine, perturbations, scoring, self.n_bootstrap, seed
+                scores, boot, by_class = bootstrap_scores(
+                    engine, perturbations, scoring, self.n_bootstrap, seed, n_classes
                 )
                 boot_permuted = boot[:, 1:].reshape(
                     len(boot), len(modalities), self.n_repeats
@@ -264,6 +282,9 @@ class PermutationModalityImportance(BaseModalityExplainer):
                 )
                 boot_values = diff.mean(axis=2)
                 boot_shares = normalize_rows(boot_values)
+            elif self.per_class:
+                by_class = class_sums(engine, perturbations, scoring, n_classes)
+                scores = np.array([scoring.finalize(s) for s in by_class.sum(axis=1)])
             else:
                 scores = evaluate_scores(engine, perturbations, scoring)
             base = float(scores[0])
@@ -273,6 +294,11 @@ class PermutationModalityImportance(BaseModalityExplainer):
             (base - permuted) if scoring.greater_is_better else (permuted - base)
         )
         mean = importances.mean(axis=1)
+        class_importances = class_shares = classes = None
+        if by_class is not None:
+            class_importances = self._class_importances(by_class, scoring, modalities)
+            class_shares = normalize_rows(class_importances)
+            classes = self._class_labels(ctx, n_classes)
         return PermutationExplanation(
             modalities=modalities,
             method="permutation",
@@ -295,7 +321,38 @@ class PermutationModalityImportance(BaseModalityExplainer):
             scoring=scoring.name,
             bootstrap_values=boot_values,
             bootstrap_shares=boot_shares,
+            class_importances=class_importances,
+            class_shares=class_shares,
+            classes=classes,
         )
+
+    @staticmethod
+    def _n_classes(ctx: ExplainContext) -> int:
+        classes = ctx.adapter.classes
+        if classes is not None:
+            return len(classes)
+        return int(np.max(ctx.y)) + 1 if len(ctx.y) else 0
+
+    @staticmethod
+    def _class_labels(ctx: ExplainContext, n_classes: int) -> np.ndarray:
+        classes = ctx.adapter.classes
+        return np.asarray(classes) if classes is not None else np.arange(n_classes)
+
+    def _class_importances(
+        self, by_class: np.ndarray, scoring: Any, modalities: tuple[str, ...]
+    ) -> np.ndarray:
+        """(C, M) mean score change per class from the per-class sums (P, C, K)."""
+        n_p, n_c, _ = by_class.shape
+        scores = np.array(
+            [[scoring.finalize(by_class[p, c]) for c in range(n_c)] for p in range(n_p)]
+        )  # (P, C); NaN for a class without samples
+        permuted = scores[1:].reshape(len(modalities), self.n_repeats, n_c)
+        diff = (
+            scores[0][None, None] - permuted
+            if scoring.greater_is_better
+            else permuted - scores[0][None, None]
+        )
+        return diff.mean(axis=1).T  # (C, M)
 
     @staticmethod
     def _scorer_importances(
