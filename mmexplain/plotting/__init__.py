@@ -14,6 +14,8 @@ function is called, so ``import mmexplain.plotting`` stays light.
   one line per model (e.g. a blackout or noise sweep).
 * :func:`plot_class_scores`: per-class scores (e.g. segmentation IoU).
 * :func:`plot_class_utilization`: a modality x class heat map.
+* :func:`plot_interactions`: pairwise Shapley interaction indices of the
+  modalities (``ModalityShapley(interactions=True)``), a heat map.
 * :func:`plot_share_spread`: each modality's share over runs (folds and
   seeds, :func:`mmexplain.model_selection.cross_explain`), box plots with dots.
 * :func:`plot_label_maps`, :func:`plot_pixel_maps`: segmentation label maps
@@ -29,6 +31,7 @@ from mmexplain.plotting._curves import (
     plot_metric_vs_corruption,
     plot_utilization_history,
 )
+from mmexplain.plotting._interactions import plot_interactions
 from mmexplain.plotting._maps import plot_label_maps, plot_pixel_maps
 from mmexplain.plotting._shares import (
     plot_class_utilization,
@@ -40,6 +43,7 @@ from mmexplain.plotting._spread import plot_share_spread
 __all__ = [
     "plot_class_scores",
     "plot_class_utilization",
+    "plot_interactions",
     "plot_label_maps",
     "plot_metric_vs_corruption",
     "plot_pixel_maps",
