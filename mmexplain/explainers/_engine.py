@@ -308,21 +308,27 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
             return self.adapter.head(rows)
         return self.adapter.forward(rows)
 
-    def _check_output(self, logits: torch.Tensor, flag: torch.Tensor) -> torch.Tensor:
-        """Label range on the first call; accumulate a non-finite flag (no sync).
+    def _new_flag(self) -> torch.Tensor:
+        """Non-finite flags, [model outputs, statistics], accumulated on the device."""
+        return torch.zeros(2, dtype=torch.bool, device=self.device)
 
-        The float64 sum of the outputs is finite exactly when every output is
-        (a NaN or an infinity propagates; float32 values cannot overflow a
-        float64 sum), and costs a third of an elementwise ``isfinite`` pass.
-        """
+    def _check_labels(self, logits: torch.Tensor) -> None:
+        """Refuse class indices the outputs lack, on the first call (one sync)."""
         if not self._checked_labels and self.y is not None:
             self._checked_labels = True
             check_label_range(self.y, logits, self.adapter.ignore_index)
-        if (
-            logits.dtype == torch.float64
-        ):  # a float64 sum of float64 values can overflow
-            return flag | ~torch.isfinite(logits).all()
-        return flag | ~torch.isfinite(logits.sum(dtype=torch.float64))
+
+    def _check_output(
+        self, logits: torch.Tensor, flag: torch.Tensor, st: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Label range on the first call; accumulate the non-finite flags (no sync).
+
+        ``flag[0]``: the outputs ``logits``; ``flag[1]``: the statistics ``st``
+        computed from them (finite outputs can give an infinite loss).
+        """
+        self._check_labels(logits)
+        stats = flag.new_zeros(()) if st is None else _nonfinite(st)
+        return flag | torch.stack([_nonfinite(logits), stats])
 
     def iter_blocks(
         self,
@@ -350,7 +356,7 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         plan = self._plan(perturbations, blocks)
         reads_per_block = len(plan) // max(len(blocks), 1)
         bar = self._progress(len(blocks) * len(groups))
-        flag = torch.zeros((), dtype=torch.bool, device=self.device)
+        flag = self._new_flag()
         try:
             with eval_mode(self.adapter.module), torch.inference_mode():
                 data = self.source.stream(
@@ -397,12 +403,20 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
 
     @staticmethod
     def _raise_if_nonfinite(flag: torch.Tensor) -> None:
-        """One sync per explain: refuse a model whose outputs were not finite."""
-        if bool(all_reduce_sum(flag.to(torch.float64)) > 0):
+        """One sync per explain: refuse outputs, or statistics, that were not finite."""
+        outputs, stats = (all_reduce_sum(flag.to(torch.float64)) > 0).tolist()
+        if outputs:
             raise ValueError(
                 "the model's outputs are not finite (NaN or inf) on these data: its "
                 "weights may have diverged in training (see the training loss); an "
                 "explanation of such a model would be meaningless"
+            )
+        if stats:
+            raise ValueError(
+                "the model's outputs are finite but the scores computed from them "
+                "are not (inf or NaN): the outputs are so large that e.g. the loss "
+                "overflows float32; rescale the inputs (e.g. StandardScaler) or use "
+                "a bounded score (scoring='accuracy', Shapley value='probability')"
             )
 
     def _group_rows(
@@ -433,11 +447,11 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
             logits = self._call(rows)
             if group[0].output is not None:
                 logits = group[0].output(self.adapter.module, logits)
-        flag = self._check_output(logits, flag)
+        self._check_labels(logits)  # before the statistics index with y
         y = self.y[sl]
         ys = y.repeat(len(group), *([1] * (y.dim() - 1))) if len(group) > 1 else y
         st = stat(logits, ys).reshape(len(group), sl.stop - sl.start, -1)
-        return st, flag
+        return st, self._check_output(logits, flag, st)
 
     def _progress(self, total: int) -> Any:
         if not self.show_progress:
@@ -473,6 +487,21 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
                 st.shape[0], st.shape[2], dtype=torch.float64, device=st.device
             )
         return all_reduce_sum(total)
+
+
+def _nonfinite(t: torch.Tensor) -> torch.Tensor:
+    """Whether ``t`` holds a NaN or an infinity, as a 0-d bool tensor (no sync).
+
+    The float64 sum of float32 (or narrower) values is finite exactly when every
+    value is (a NaN or an infinity propagates; they cannot overflow a float64
+    sum), and costs a third of an elementwise ``isfinite`` pass; a float64
+    sum of float64 values can overflow, so those are checked elementwise.
+    """
+    if t.dtype == torch.float64:
+        return ~torch.isfinite(t).all()
+    if not t.is_floating_point():
+        return torch.zeros((), dtype=torch.bool, device=t.device)
+    return ~torch.isfinite(t.sum(dtype=torch.float64))
 
 
 def check_label_range(y: torch.Tensor, logits: torch.Tensor, ignore_index: Any) -> None:

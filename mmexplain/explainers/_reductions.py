@@ -29,8 +29,8 @@ __all__ = ["ReductionMixin"]
 class ReductionMixin:
     """The engine's reductions (needs ``iter_blocks``, ``source``, ``cache``,
     ``path``, ``device``, ``batch_size``, ``n``, ``lo``/``hi``, ``y``,
-    ``adapter``, ``modalities``, ``_encode``, ``_call``, ``_check_output``,
-    ``_raise_if_nonfinite`` and ``_progress``)."""
+    ``adapter``, ``modalities``, ``_encode``, ``_call``, ``_new_flag``,
+    ``_check_output``, ``_raise_if_nonfinite`` and ``_progress``)."""
 
     def reduce_blocks(
         self,
@@ -97,7 +97,7 @@ class ReductionMixin:
         reads = [] if self.cache is not None else [(b, None) for b in blocks]
         stream = iter(self.source.stream(reads, device=self.device) if reads else ())
         bar = self._progress(len(blocks))
-        flag = torch.zeros((), dtype=torch.bool, device=self.device)
+        flag = self._new_flag()
         parts = []
         with eval_mode(self.adapter.module):
             for sl in blocks:

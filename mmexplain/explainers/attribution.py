@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,10 +15,10 @@ from mmexplain.explainers.base import BaseModalityExplainer, ExplainContext
 from mmexplain.modules.contract import require
 from mmexplain.results import AttributionExplanation
 
-__all__ = ["GradientModalityAttribution", "modality_attribution"]
+__all__ = ["GradientModalityAttribution", "modality_alphas", "modality_attribution"]
 
 
-def modality_attribution(
+def modality_alphas(
     Z: dict[str, torch.Tensor],
     out: torch.Tensor,
     *,
@@ -24,13 +26,36 @@ def modality_attribution(
     create_graph: bool = False,
     ignore_index: int | None = None,
 ) -> torch.Tensor:
-    """Per-sample modality attribution shares (B, M) from embeddings ``Z`` and logits ``out``.
+    """Per-sample modality attributions ``alpha`` (B, M), float64.
 
     ``alpha_m = || d s / d z_m * z_m ||_2`` with ``s`` the max logit (or the
     true-class logit when ``y`` is given; summed over pixels for per-pixel
-    outputs), then ``a_m = alpha_m / sum_j alpha_j``. Samples whose alphas are
-    all 0 get NaN. With ``create_graph`` the result is differentiable (for
-    attribution regularization).
+    outputs). The products and their norms are computed in float64: for
+    float32 (or narrower) embeddings and gradients neither can overflow
+    (``|g z| < 2^256``, so its square and any sum of them stay far below
+    float64's ``1.8e308``), where a float32 norm overflows once
+    ``sum (g z)^2`` passes ``3.4e38``, e.g. for inputs of size ``1e20``. A
+    non-finite ``alpha`` then means non-finite gradients (or float64
+    embeddings beyond ``1e154``). With ``create_graph`` the result is
+    differentiable.
+
+    Parameters
+    ----------
+    Z : dict of str to Tensor
+        Each modality's embeddings (or inputs), leaves that require grad.
+    out : Tensor
+        The model's logits on ``Z``, (B, C) or (B, C, H, W).
+    y : Tensor or None, default=None
+        Class indices: differentiate the true-class logit instead of the max.
+    create_graph : bool, default=False
+        Keep the graph of the gradients (for attribution regularization).
+    ignore_index : int or None, default=None
+        Pixels labelled so contribute nothing.
+
+    Returns
+    -------
+    Tensor
+        (B, M) float64, modalities in the order of ``Z``.
     """
     if y is None:
         sel = out.max(dim=1).values
@@ -46,10 +71,39 @@ def modality_attribution(
     sel = sel.reshape(sel.shape[0], -1).sum(dim=1)
     zs = list(Z.values())
     grads = torch.autograd.grad(sel.sum(), zs, create_graph=create_graph)
-    alpha = torch.stack(
-        [(g * z).reshape(z.shape[0], -1).norm(dim=1) for g, z in zip(grads, zs)], dim=1
+    return torch.stack(
+        [
+            torch.linalg.vector_norm(
+                (g.to(torch.float64) * z).reshape(z.shape[0], -1), dim=1
+            )
+            for g, z in zip(grads, zs)
+        ],
+        dim=1,
     )
-    return alpha / alpha.sum(dim=1, keepdim=True)
+
+
+def modality_attribution(
+    Z: dict[str, torch.Tensor],
+    out: torch.Tensor,
+    *,
+    y: torch.Tensor | None = None,
+    create_graph: bool = False,
+    ignore_index: int | None = None,
+) -> torch.Tensor:
+    """Per-sample modality attribution shares (B, M) from embeddings ``Z`` and logits ``out``.
+
+    ``a_m = alpha_m / sum_j alpha_j`` with ``alpha`` from
+    :func:`modality_alphas` (computed in float64, so it does not overflow
+    for float32 embeddings); the shares have the embeddings' dtype. Samples
+    whose alphas are all 0 get NaN, as do samples with non-finite gradients.
+    With ``create_graph`` the result is differentiable (for attribution
+    regularization).
+    """
+    alpha = modality_alphas(
+        Z, out, y=y, create_graph=create_graph, ignore_index=ignore_index
+    )
+    dtype = functools.reduce(torch.promote_types, (z.dtype for z in Z.values()))
+    return (alpha / alpha.sum(dim=1, keepdim=True)).to(dtype)
 
 
 class GradientModalityAttribution(BaseModalityExplainer):
@@ -59,7 +113,10 @@ class GradientModalityAttribution(BaseModalityExplainer):
     encoder outputs ``z`` (the fusion head's inputs), L2-pooled per modality,
     and normalized to ``a_m = alpha_m / sum_j alpha_j``; the shares are the
     mean over samples (percent). Models without an ``encode``/``fuse`` split
-    are attributed at their inputs instead (``level='input'``).
+    are attributed at their inputs instead (``level='input'``). The products
+    and norms are computed in float64 (:func:`modality_alphas`), so large
+    inputs cannot overflow them; gradients that overflow in the model itself
+    are refused with a ``ValueError`` naming the modality.
 
     Parameters
     ----------
@@ -159,25 +216,34 @@ class GradientModalityAttribution(BaseModalityExplainer):
             desc="gradient attribution",
             needs_index=False,
         )
-        sample_shares = (
+        alpha = (
             engine.gradient_rows(
-                lambda Z, out, y: modality_attribution(
+                lambda Z, out, y: modality_alphas(
                     Z,
                     out,
                     y=y if self.output == "true" else None,
                     ignore_index=adapter.ignore_index,
-                ).double(),
+                ),
                 width=len(modalities),
             )
             .cpu()
             .numpy()
         )
+        _check_alphas(alpha, modalities, level)
+        with np.errstate(invalid="ignore"):  # all-zero rows: 0 / 0, undefined
+            sample_shares = alpha / alpha.sum(axis=1, keepdims=True)
         valid = np.isfinite(sample_shares).all(axis=1)
-        shares = (
-            100.0 * sample_shares[valid].mean(axis=0)
-            if valid.any()
-            else np.full(len(modalities), np.nan)
-        )
+        if valid.any():
+            shares = 100.0 * sample_shares[valid].mean(axis=0)
+        else:
+            warnings.warn(
+                "the gradient x input is 0 for every modality of every sample (the "
+                "model's selected output does not change with its inputs here), so "
+                "the attribution shares are undefined (NaN)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            shares = np.full(len(modalities), np.nan)
         return AttributionExplanation(
             modalities=modalities,
             method="attribution",
@@ -189,3 +255,27 @@ class GradientModalityAttribution(BaseModalityExplainer):
             shares=shares,
             sample_shares=sample_shares,
         )
+
+
+def _check_alphas(alpha: np.ndarray, modalities: tuple[str, ...], level: str) -> None:
+    """Refuse non-finite attributions (overflowed gradients), naming the modalities.
+
+    They would make every share of their samples NaN (``inf / inf``), a
+    number that says nothing.
+    """
+    bad = ~np.isfinite(alpha)
+    if not bad.any():
+        return
+    which = [j for j in range(len(modalities)) if bad[:, j].any()]
+    names = ", ".join(
+        f"{modalities[j]!r} ({int(bad[:, j].sum())} of {len(alpha)} samples)"
+        for j in which
+    )
+    where = "embeddings" if level == "embedding" else "inputs"
+    raise ValueError(
+        f"the gradient x input of modalit{'y' if len(which) == 1 else 'ies'} "
+        f"{names} is not finite (inf or NaN) although the model's outputs are: the "
+        f"gradients of its output with respect to the {where} overflowed the "
+        "model's floating-point range (very large inputs or weights), so the "
+        "attribution shares would be NaN; rescale the inputs (e.g. StandardScaler)"
+    )
