@@ -1,10 +1,13 @@
-"""Explainers never return a silent wrong number (issue 20: W5).
+"""Explainers never return a silent wrong number (issue 20: W5, R1).
 
 - W5: gradient x input is computed in float64, so inputs far beyond 1e19
   (where a float32 norm overflowed into all-NaN shares) give the shares of
   the rescaled inputs; gradients that overflow in the model itself are refused
   naming the modality; scores that overflow on finite outputs are refused by
   every explainer.
+- R1: exact Shapley evaluates ``batch_size // 2^M`` rows per block (at least
+  one), so its memory stays within ``batch_size`` rows of coalitions whatever
+  N, and each row's values do not depend on the blocks.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from mmexplain.explainers import (
     ModalityShapley,
     PermutationModalityImportance,
 )
+from mmexplain.explainers._engine import EvaluationEngine
 from mmexplain.explainers.attribution import modality_attribution
 from mmexplain.persistence import save_model
 from mmexplain.report import modality_report
@@ -176,3 +180,87 @@ def test_cli_explains_huge_inputs_with_finite_numbers(clf, data, tmp_path, capsy
     rows = [line.split() for line in out.splitlines() if line[:1] in ("a", "b")]
     assert len(rows) == 2 and "nan" not in out and "skipped" not in err
     assert all(np.isfinite(float(v)) for row in rows for v in row[2:] if v != "+-")
+
+
+# ----------------------------------------------------------------------------
+# R1: exact Shapley's memory is bounded by batch_size rows of coalitions
+# ----------------------------------------------------------------------------
+class Columns(nn.Module):
+    """``M`` two-feature modalities and a head of additions only: each row's
+    logits are exact whatever rows share a call (batch-invariant)."""
+
+    def __init__(self, M):
+        super().__init__()
+        self.names = [f"m{i}" for i in range(M)]
+
+    def encode(self, **X):
+        return {m: X[m] for m in self.names}
+
+    def fuse(self, **Z):
+        s = sum((i % 3 - 1) * Z[m][:, 0] + Z[m][:, 1] for i, m in enumerate(self.names))
+        return torch.stack([torch.zeros_like(s), s], dim=1)
+
+    def forward(self, **X):
+        return self.fuse(**self.encode(**X))
+
+
+def columns_data(M, n, seed=0):
+    rng = np.random.default_rng(seed)
+    # quarters: sums of a few of them are exact in float32
+    X = {f"m{i}": rng.integers(-8, 8, size=(n, 2)) / 4 for i in range(M)}
+    return {m: v.astype(np.float32) for m, v in X.items()}, rng.integers(0, 2, n)
+
+
+@pytest.fixture
+def block_sizes(monkeypatch):
+    """(K perturbations, rows) of every block the engine yields."""
+    seen = []
+    original = EvaluationEngine.iter_blocks
+
+    def spy(self, perturbations, *args, **kwargs):
+        for sl, st in original(self, perturbations, *args, **kwargs):
+            seen.append((st.shape[0], sl.stop - sl.start))
+            yield sl, st
+
+    monkeypatch.setattr(EvaluationEngine, "iter_blocks", spy)
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("M", "n", "batch_size", "rows"),
+    [(6, 200, "auto", 64), (6, 200, 100, 1), (4, 50, 40, 2), (13, 3, "auto", 1)],
+)
+def test_shapley_blocks_hold_at_most_batch_size_rows_of_coalitions(
+    block_sizes, M, n, batch_size, rows
+):
+    X, y = columns_data(M, n)
+    expl = ModalityShapley(max_exact=16, batch_size=batch_size).explain(
+        Columns(M), X, y
+    )
+    bs = expl.params["batch_size"]  # 'auto' is 4096 on the CPU
+    K = 1 << M
+    assert block_sizes and all(k == K for k, _ in block_sizes)
+    assert max(r for _, r in block_sizes) == rows == max(1, bs // K)
+    assert sum(r for _, r in block_sizes) == n
+    assert all(k * r <= max(bs, K) for k, r in block_sizes)
+
+
+@pytest.mark.filterwarnings("ignore:no modality has a positive contribution")
+@pytest.mark.parametrize("value", ["probability", "neg_loss", "correct"])
+@pytest.mark.parametrize("n_samples", [None, 6])
+def test_shapley_values_do_not_depend_on_the_blocks(value, n_samples):
+    """Bit-identical across block sizes (1 row to all rows per block) on a
+    batch-invariant model: the blocks change nothing but memory."""
+    X, y = columns_data(4, 30)
+    runs = [
+        ModalityShapley(
+            value=value, n_samples=n_samples, random_state=0, batch_size=bs
+        ).explain(Columns(4), X, y)
+        for bs in (1, 16, 40, 100, 4096)
+    ]
+    for e in runs[1:]:
+        np.testing.assert_array_equal(e.values, runs[0].values)
+        np.testing.assert_array_equal(e.base_values, runs[0].base_values)
+        if n_samples is not None:
+            np.testing.assert_array_equal(e.standard_errors, runs[0].standard_errors)
+    assert runs[0].params["efficiency_gap"] < 1e-12

@@ -266,8 +266,15 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         return rows
 
     def _rows(
-        self, m: str, spec: Any, sl: slice, block: dict, device_index: dict
+        self,
+        m: str,
+        spec: Any,
+        sl: slice,
+        local: slice,
+        block: dict,
+        device_index: dict,
     ) -> torch.Tensor:
+        """Modality ``m``'s rows ``sl`` under ``spec`` (``local``: them in the block read)."""
         b = sl.stop - sl.start
         if isinstance(spec, Baseline):
             return spec.row.expand(b, *spec.row.shape[1:])
@@ -276,8 +283,8 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
                 return self.cache[m][sl]
             return self.cache[m].index_select(0, self._index(spec, sl, device_index))
         if spec is None:
-            return block[("own", None)][m]
-        return block[(id(spec), m)][m]
+            return block[("own", None)][m][local]
+        return block[(id(spec), m)][m][local]
 
     def _index(self, spec: Any, sl: slice, per_block: dict) -> torch.Tensor:
         """This block's slice of a row index, on the device.
@@ -336,26 +343,32 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         *,
         collective: bool = True,
+        rows_per_block: int | None = None,
     ) -> Iterator[tuple[slice, torch.Tensor]]:
         """Per row block of this rank: ``(rows, stats)`` with stats (K, rows, P).
 
         Memory stays bounded by the block: reduce each block as it comes.
+        Rows are read (and encoded) ``batch_size`` at a time; ``rows_per_block``
+        (default: as many) splits each read into smaller blocks, e.g.
+        ``batch_size // K`` so that a block's K x rows statistics stay within
+        ``batch_size`` rows whatever K (Shapley's 2^M coalitions).
         ``collective=False`` skips the finiteness check across ranks (for a
         probe that only one rank runs).
         """
         if self.y is None:
             raise ValueError("these statistics need y")
         K, share = len(perturbations), self.hi - self.lo
-        per_call = (
-            max(1, min(K, self.batch_size // max(share, 1)))
-            if share <= self.batch_size
-            else 1
-        )
-        blocks = row_blocks(self.lo, self.hi, min(max(share, 1), self.batch_size))
+        read_rows = min(max(share, 1), self.batch_size)
+        rows = read_rows if rows_per_block is None else int(rows_per_block)
+        rows = max(1, min(rows, read_rows))
+        per_call = max(1, min(K, self.batch_size // rows))
+        blocks = row_blocks(self.lo, self.hi, read_rows)
         groups = self._groups(perturbations, per_call)
+        layouts = self._upload_masks([self._layout(g) for g in groups])  # once
         plan = self._plan(perturbations, blocks)
         reads_per_block = len(plan) // max(len(blocks), 1)
-        bar = self._progress(len(blocks) * len(groups))
+        n_sub = sum(len(row_blocks(b.start, b.stop, rows)) for b in blocks)
+        bar = self._progress(n_sub * len(groups))
         flag = self._new_flag()
         try:
             with eval_mode(self.adapter.module), torch.inference_mode():
@@ -363,18 +376,29 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
                     [(index, mods) for _, index, mods in plan], device=self.device
                 )
                 plan_iter = zip([key for key, _, _ in plan], data)
-                for sl in blocks:
+                for block_sl in blocks:
                     block = self._block_rows(plan_iter, reads_per_block)
                     device_index: dict[int, torch.Tensor] = {}
-                    parts = []
-                    for group in groups:
-                        st, flag = self._eval_group(
-                            group, sl, block, device_index, stat, flag
+                    for sl in row_blocks(block_sl.start, block_sl.stop, rows):
+                        local = slice(
+                            sl.start - block_sl.start, sl.stop - block_sl.start
                         )
-                        parts.append(st)
-                        if bar is not None:
-                            bar.update(1)
-                    yield sl, torch.cat(parts, dim=0)
+                        parts = []
+                        for group, layout in zip(groups, layouts):
+                            st, flag = self._eval_group(
+                                group,
+                                layout,
+                                sl,
+                                local,
+                                block,
+                                device_index,
+                                stat,
+                                flag,
+                            )
+                            parts.append(st)
+                            if bar is not None:
+                                bar.update(1)
+                        yield sl, torch.cat(parts, dim=0)
         finally:
             if bar is not None:
                 bar.close()
@@ -419,20 +443,94 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
                 "a bounded score (scoring='accuracy', Shapley value='probability')"
             )
 
+    def _layout(self, group: list[Perturbation]) -> dict[str, Any]:
+        """How each modality's rows of ``group`` are built, decided once per explain.
+
+        ``('one', spec)``: a single perturbation (a view where possible);
+        ``('own', size)``: the own rows for every perturbation;
+        ``('base', baseline, size)``: the same constant row for every
+        perturbation (a view); ``('select', present, baseline, indices)``: own
+        rows where ``present`` (a bool tensor on the device), the baseline
+        elsewhere, taken by one ``index_select`` from the baseline row and the
+        own rows (coalitions: no Python loop over the perturbations per block;
+        3-4 times faster than ``torch.where`` on the CPU), with the row
+        indices of each block size made once in ``indices``; ``('cat',
+        specs)``: anything else (row indices), concatenated.
+        """
+        layout: dict[str, Any] = {}
+        for m in self.modalities:
+            specs = [p.index.get(m) for p in group]
+            bases = {id(s): s for s in specs if isinstance(s, Baseline)}
+            if len(group) == 1:
+                layout[m] = ("one", specs[0])
+            elif all(s is None for s in specs):
+                layout[m] = ("own", len(group))
+            elif len(bases) == 1 and all(
+                s is None or isinstance(s, Baseline) for s in specs
+            ):
+                (base,) = bases.values()
+                if all(s is base for s in specs):
+                    layout[m] = ("base", base, len(group))
+                else:
+                    # a list here; _upload_masks sends all groups' masks at once
+                    layout[m] = ("select", [s is None for s in specs], base, {})
+            else:
+                layout[m] = ("cat", specs)
+        return layout
+
+    def _upload_masks(self, layouts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The ``'select'`` masks of every layout on the device, in one copy."""
+        selects = [
+            (lay, m) for lay in layouts for m, v in lay.items() if v[0] == "select"
+        ]
+        if not selects:
+            return layouts
+        flat = [p for lay, m in selects for p in lay[m][1]]
+        masks = torch.tensor(flat, dtype=torch.bool).to(self.device)
+        start = 0
+        for lay, m in selects:
+            kind, present, base, indices = lay[m]
+            lay[m] = (kind, masks[start : start + len(present)], base, indices)
+            start += len(present)
+        return layouts
+
     def _group_rows(
-        self, m: str, group: list[Perturbation], sl: slice, block: dict, index: dict
+        self,
+        m: str,
+        layout: tuple,
+        sl: slice,
+        local: slice,
+        block: dict,
+        index: dict,
     ) -> torch.Tensor:
         """Modality ``m``'s rows for a group of perturbations, stacked along rows."""
-        if len(group) == 1:  # no copy: a view of the cache, an expanded baseline
-            return self._rows(m, group[0].index.get(m), sl, block, index)
-        return torch.cat(
-            [self._rows(m, p.index.get(m), sl, block, index) for p in group]
-        )
+        kind, b = layout[0], sl.stop - sl.start
+        if kind == "one":  # no copy: a view of the cache, an expanded baseline
+            return self._rows(m, layout[1], sl, local, block, index)
+        if kind == "own":
+            own = self._rows(m, None, sl, local, block, index)
+            return own.unsqueeze(0).expand(layout[1], *own.shape).flatten(0, 1)
+        if kind == "base":
+            row = layout[1].row
+            return row.expand(layout[2] * b, *row.shape[1:])
+        if kind == "select":
+            present, base, indices = layout[1:]
+            own = self._rows(m, None, sl, local, block, index)
+            idx = indices.get(b)
+            if idx is None:  # row 0: the baseline, rows 1..b: the own rows
+                own_rows = torch.arange(1, b + 1, device=present.device)
+                idx = indices[b] = torch.where(
+                    present[:, None], own_rows[None], 0
+                ).reshape(-1)
+            return torch.cat([base.row.to(own.dtype), own]).index_select(0, idx)
+        return torch.cat([self._rows(m, s, sl, local, block, index) for s in layout[1]])
 
     def _eval_group(
         self,
         group: list[Perturbation],
+        layout: dict[str, Any],
         sl: slice,
+        local: slice,
         block: dict,
         device_index: dict,
         stat: Callable,
@@ -441,7 +539,7 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         ctx = group[0].context
         with ctx(self.adapter.module) if ctx is not None else contextlib.nullcontext():
             rows = {
-                m: self._group_rows(m, group, sl, block, device_index)
+                m: self._group_rows(m, layout[m], sl, local, block, device_index)
                 for m in self.modalities
             }
             logits = self._call(rows)

@@ -54,24 +54,29 @@ class ReductionMixin:
         perturbations: Sequence[Perturbation],
         stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         fn: Callable[[slice, torch.Tensor], tuple[torch.Tensor, ...]],
+        *,
+        rows_per_block: int | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """Per-row results ``fn(rows, stats) -> (tensor (rows, ...), ...)`` of every row.
 
         Each block is reduced by ``fn`` as soon as its statistics exist (memory
-        bounded by the block), on the device; the parts are concatenated in row
-        order and gathered over ranks, so every rank gets all ``n`` rows.
+        bounded by the block: ``rows_per_block`` rows, see ``iter_blocks``), on
+        the device, and written into one table per result (no list of many
+        small blocks to concatenate); the tables are gathered over ranks in
+        row order, so every rank gets all ``n`` rows.
         """
-        parts: list[list[torch.Tensor]] | None = None
-        for sl, st in self.iter_blocks(perturbations, stat):
+        tables: list[torch.Tensor] | None = None
+        for sl, st in self.iter_blocks(
+            perturbations, stat, rows_per_block=rows_per_block
+        ):
             out = fn(sl, st)
-            if parts is None:
-                parts = [[] for _ in out]
-            for p, o in zip(parts, out):
-                p.append(o)
-        if parts is None:  # this rank has no rows: learn the shapes from one row
-            probe = self._probe_rows(perturbations, stat, fn)
-            parts = [[o[:0]] for o in probe]
-        return tuple(all_gather_rows(torch.cat(p), self.n) for p in parts)
+            if tables is None:
+                tables = [o.new_empty((self.hi - self.lo, *o.shape[1:])) for o in out]
+            for t, o in zip(tables, out):
+                t[sl.start - self.lo : sl.stop - self.lo] = o
+        if tables is None:  # this rank has no rows: learn the shapes from one row
+            tables = [o[:0] for o in self._probe_rows(perturbations, stat, fn)]
+        return tuple(all_gather_rows(t, self.n) for t in tables)
 
     def _probe_rows(self, perturbations: Any, stat: Any, fn: Any) -> Any:
         return fn(*self.probe_stats(perturbations, stat))

@@ -93,8 +93,10 @@ class ModalityShapley(BaseModalityExplainer):
     when this switch happens automatically); each ordering's marginal
     contributions telescope, so efficiency still holds exactly, and
     ``standard_errors`` (N, M) gives the standard error of each estimate.
-    Values are computed block by block over rows: memory is
-    ``O(batch_size * 2^M + N * M)`` whatever ``N``.
+    Values are computed block by block over rows, ``batch_size // 2^M``
+    rows per block (at least one), so that a block's coalition values hold
+    at most ``max(batch_size, 2^M)`` entries: memory is
+    ``O(max(batch_size, 2^M) * M + N * M)`` whatever ``N``.
 
     ``shares`` are the signed mean values, negative ones counted as 0,
     normalized to 100 (as the other explainers' shares): a modality whose
@@ -336,15 +338,30 @@ class ModalityShapley(BaseModalityExplainer):
             V = torch.zeros((st.shape[1], len(col)), dtype=torch.float64, device=dev)
             V[:, where] = (per * scale[:, None]).T
             if orderings is None:
-                vals = V @ weights
+                # elementwise products summed over the coalitions: each row's
+                # sum runs in the same order whatever the block's rows (a
+                # one-row matrix product takes another BLAS path than a
+                # many-row one, and rounds differently); rows x 2^M x M
+                # float64 stay within batch_size x M values (rows_per_block)
+                vals = (V.unsqueeze(2) * weights).sum(dim=1)
                 se = vals.new_zeros((len(vals), 0))  # not a view: V must be freed
             else:
                 vals, se = self._monte_carlo(V, cols, order)
             # copies: a view would keep the block's whole (rows, 2^M) matrix alive
             return vals, se, V[:, empty].clone(), V[:, full].clone()
 
+        # rows per block from the number of coalitions: a block's (K, rows)
+        # statistics and its (rows, 2^M) values stay within batch_size rows of
+        # coalitions (with 2^M = 65536, min(N, batch_size) rows per block took
+        # 3 GB at N = 800); a row's values come from its own coalition values
+        # alone, so the blocks change nothing (but the model's own rounding,
+        # which can depend on which rows share its calls)
+        rows_per_block = max(1, engine.batch_size // len(perturbations))
         values, se, v_empty, v_full = (
-            t.cpu().numpy() for t in engine.map_blocks(perturbations, stat, block)
+            t.cpu().numpy()
+            for t in engine.map_blocks(
+                perturbations, stat, block, rows_per_block=rows_per_block
+            )
         )
         return values, (se if orderings is not None else None), v_empty, v_full
 
