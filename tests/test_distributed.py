@@ -153,8 +153,13 @@ def test_training_shards_each_batch(tmp_path):
     assert [p0 + p1 for p0, p1 in zip(*parts)] == full
 
 
-def test_a_rank_with_no_rows_returns_the_single_process_result(tmp_path):
-    """One row on two ranks: rank 0 has none; no failure, no hang, same numbers."""
+def test_zero_rows_on_a_rank_every_explainer_returns_the_single_process_result(
+    tmp_path,
+):
+    """One row on two ranks: rank 0 has none; no failure, no hang, same numbers.
+
+    Every explainer on each of its row-sharing paths (see the worker's ``RUNS``).
+    """
     worker = Path(__file__).parent / "distributed" / "zero_rows_worker.py"
     _run(
         [
