@@ -42,6 +42,15 @@ figcaption { color: #555; font-size: 0.9em; }
 """
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mmexplain")
+    except PackageNotFoundError:  # pragma: no cover - a source tree not installed
+        return "(not installed)"
+
+
 def _png(fig: Any) -> str:
     """The figure as an ``<img>`` with a base64 PNG (the figure is closed)."""
     import matplotlib.pyplot as plt
@@ -307,12 +316,15 @@ def render_html(
     y: Any = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     title: str | None = None,
+    summary_figure: Any = None,
 ) -> str:
-    """The HTML text of the page (see :func:`mmexplain.report.html_report`)."""
-    import matplotlib
+    """The HTML text of the page (see :func:`mmexplain.report.html_report`).
 
-    from mmexplain import __version__
-    from mmexplain.report import plot_report
+    ``summary_figure`` is the figure of every method's shares
+    (:func:`mmexplain.report.plot_report`), drawn by the caller.
+    """
+    __version__ = _version()
+    import matplotlib
 
     if not report:
         raise ValueError("the report is empty: no explainer could run")
@@ -324,7 +336,7 @@ def render_html(
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     with matplotlib.rc_context({"figure.max_open_warning": 0}):
         summary_fig = _figure(
-            plot_report(report),
+            summary_figure,
             "Each method's modality shares (percent; error bars where the method has "
             "them).",
         )

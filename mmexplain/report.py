@@ -350,7 +350,16 @@ def html_report(
 
     if input_shapes is None and model is not None:
         input_shapes = getattr(_final(model), "input_shapes_", None)
-    text = render_html(report, model=model, y=y, input_shapes=input_shapes, title=title)
+    if not report:
+        raise ValueError("the report is empty: no explainer could run")
+    text = render_html(
+        report,
+        model=model,
+        y=y,
+        input_shapes=input_shapes,
+        title=title,
+        summary_figure=plot_report(report),
+    )
     if path is not None:
         pathlib.Path(path).write_text(text, encoding="utf-8")
     return text
