@@ -700,6 +700,11 @@ class ShapleyExplanation(ModalityExplanation):
     mean_values : ndarray (M,)
     standard_errors : ndarray (N, M) or None
         Monte-Carlo standard errors (None when exact).
+    interaction_values : ndarray (N, M, M) or None
+        ``interactions=True``: the Shapley interaction index of each pair of
+        modalities on each sample (symmetric, 0 on the diagonal).
+    interactions : ndarray (M, M) or None
+        Their mean over the samples.
 
     Examples
     --------
@@ -726,7 +731,14 @@ class ShapleyExplanation(ModalityExplanation):
         "absent modalities zeroed)",
         order=30,
     )
-    _fields = ("values", "base_values", "mean_values", "standard_errors")
+    _fields = (
+        "values",
+        "base_values",
+        "mean_values",
+        "standard_errors",
+        "interaction_values",
+        "interactions",
+    )
     _per_modality = ("mean_values", "standard_errors")
     _raw_field = "mean_values"
 
@@ -747,7 +759,9 @@ class ShapleyExplanation(ModalityExplanation):
             return None
         return np.abs(np.asarray(self.values, dtype=float)).mean(axis=0)
 
-    def to_shap(self, X: Any = None, *, summary: Any = "mean") -> Any:
+    def to_shap(
+        self, X: Any = None, *, summary: Any = "mean", interactions: bool = False
+    ) -> Any:
         """The Shapley values as a ``shap.Explanation`` (samples x modalities).
 
         Parameters
@@ -760,6 +774,12 @@ class ShapleyExplanation(ModalityExplanation):
         summary : {'mean', 'norm', 'max'} or callable, default='mean'
             How a modality's features become one number per sample: their
             mean, Euclidean norm or maximum, or ``summary(array) -> (N,)``.
+        interactions : bool, default=False
+            Values of shape (N, M, M) in shap's interaction convention (as
+            ``TreeExplainer``'s interaction values): half of each pair's
+            interaction index off the diagonal, the main effect on it, so
+            each row sums to the modality's Shapley value. Needs
+            ``ModalityShapley(interactions=True)``.
 
         Returns
         -------
@@ -786,10 +806,21 @@ class ShapleyExplanation(ModalityExplanation):
         import shap
 
         values = np.asarray(self.values, dtype=float)
+        data = modality_summary(X, self.modalities, len(values), summary)
+        if interactions:
+            if self.interaction_values is None:
+                raise ValueError(
+                    "to_shap(interactions=True) needs ModalityShapley(interactions=True)"
+                )
+            half = np.asarray(self.interaction_values, dtype=float) / 2
+            idx = np.arange(values.shape[1])
+            half[:, idx, idx] = 0.0
+            half[:, idx, idx] = values - half.sum(axis=2)
+            values = half
         return shap.Explanation(
             values=values,
             base_values=np.asarray(self.base_values, dtype=float),
-            data=modality_summary(X, self.modalities, len(values), summary),
+            data=data,
             feature_names=list(self.modalities),
         )
 

@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from mmexplain.explainers._engine import EvaluationEngine, Perturbation
+from mmexplain.explainers._interactions import interaction_weights
 from mmexplain.explainers._stats import make_stat
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
@@ -118,6 +119,12 @@ class ModalityShapley(BaseModalityExplainer):
         Data for the 'mean' baselines (default: the data explained).
     random_state, batch_size, device, target, show_progress, loss_fn :
         As in :class:`PermutationModalityImportance`.
+    interactions : bool, default=False
+        Also the Shapley interaction index of every pair of modalities
+        (Grabisch & Roubens, 1999), per sample, from the same 2^M coalition
+        values (no extra model call): ``interaction_values`` (N, M, M) and
+        their mean ``interactions`` (M, M). Exact computation only (refused
+        with ``n_samples`` or beyond ``max_exact`` modalities).
 
     Attributes
     ----------
@@ -181,6 +188,7 @@ class ModalityShapley(BaseModalityExplainer):
         target: dict[str, float] | None = None,
         show_progress: bool = False,
         loss_fn: Any = None,
+        interactions: bool = False,
     ) -> None:
         self.value = value
         self.baseline = baseline
@@ -193,6 +201,7 @@ class ModalityShapley(BaseModalityExplainer):
         self.target = target
         self.show_progress = show_progress
         self.loss_fn = loss_fn
+        self.interactions = interactions
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **BaseModalityExplainer._parameter_constraints,
@@ -203,6 +212,7 @@ class ModalityShapley(BaseModalityExplainer):
         "random_state": ["random_state"],
         "reference": "no_validation",
         "loss_fn": [callable, None],
+        "interactions": ["boolean"],
     }
 
     def _resolve_baseline(self, ctx: ExplainContext) -> str:
@@ -244,6 +254,12 @@ class ModalityShapley(BaseModalityExplainer):
                 UserWarning,
                 stacklevel=3,
             )
+        if self.interactions and not exact:
+            raise ValueError(
+                "interactions=True needs the exact computation (all 2^M coalitions): "
+                f"n_samples=None and at most max_exact={self.max_exact} modalities "
+                f"(here {M})"
+            )
         orderings = prefix_masks = None
         if exact:
             masks = np.arange(1 << M)
@@ -253,7 +269,7 @@ class ModalityShapley(BaseModalityExplainer):
         out = self._block_values(
             engine, modalities, masks, absent, orderings, prefix_masks
         )
-        values, standard_errors, v_empty, v_full = out
+        values, standard_errors, v_empty, v_full, interaction_values = out
         gap = (
             float(np.max(np.abs(values.sum(axis=1) - (v_full - v_empty))))
             if len(values)
@@ -279,6 +295,10 @@ class ModalityShapley(BaseModalityExplainer):
             base_values=v_empty,
             mean_values=mean_values,
             standard_errors=standard_errors,
+            interaction_values=interaction_values,
+            interactions=None
+            if interaction_values is None
+            else interaction_values.mean(axis=0),
         )
 
     def _block_values(
@@ -289,8 +309,10 @@ class ModalityShapley(BaseModalityExplainer):
         absent: dict,
         orderings: np.ndarray | None,
         prefix_masks: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-        """Shapley values (N, M), their standard errors, v(empty) and v(all).
+    ) -> tuple[
+        np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None
+    ]:
+        """Shapley values (N, M), their standard errors, v(empty), v(all), interactions.
 
         Each block of rows is reduced to its values as soon as its coalition
         values are known, so only ``(2^M, block)`` statistics exist at a time.
@@ -325,8 +347,13 @@ class ModalityShapley(BaseModalityExplainer):
             dtype=torch.float64,
             device=dev,
         )
+        pairs = None
         if orderings is None:
             weights = torch.from_numpy(shapley_weights(M)).to(dev)
+            if self.interactions:
+                pairs = torch.from_numpy(
+                    interaction_weights(M).reshape(1 << M, M * M)
+                ).to(dev)
         else:
             cols = torch.from_numpy(np.vectorize(col.__getitem__)(prefix_masks)).to(dev)
             order = torch.from_numpy(orderings).to(dev)
@@ -347,8 +374,11 @@ class ModalityShapley(BaseModalityExplainer):
                 se = vals.new_zeros((len(vals), 0))  # not a view: V must be freed
             else:
                 vals, se = self._monte_carlo(V, cols, order)
+            inter = (
+                V @ pairs if pairs is not None else V.new_zeros((len(V), 0))
+            )  # (rows, M * M): every pair's interaction index, same coalition values
             # copies: a view would keep the block's whole (rows, 2^M) matrix alive
-            return vals, se, V[:, empty].clone(), V[:, full].clone()
+            return vals, se, V[:, empty].clone(), V[:, full].clone(), inter
 
         # rows per block from the number of coalitions: a block's (K, rows)
         # statistics and its (rows, 2^M) values stay within batch_size rows of
@@ -357,13 +387,20 @@ class ModalityShapley(BaseModalityExplainer):
         # alone, so the blocks change nothing (but the model's own rounding,
         # which can depend on which rows share its calls)
         rows_per_block = max(1, engine.batch_size // len(perturbations))
-        values, se, v_empty, v_full = (
+        values, se, v_empty, v_full, inter = (
             t.cpu().numpy()
             for t in engine.map_blocks(
                 perturbations, stat, block, rows_per_block=rows_per_block
             )
         )
-        return values, (se if orderings is not None else None), v_empty, v_full
+        interactions = inter.reshape(len(inter), M, M) if pairs is not None else None
+        return (
+            values,
+            (se if orderings is not None else None),
+            v_empty,
+            v_full,
+            interactions,
+        )
 
     def _orderings(self, M: int) -> tuple[np.ndarray, np.ndarray]:
         """Random modality orderings (P, M) and their prefix coalitions (P, M + 1)."""
