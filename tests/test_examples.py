@@ -43,6 +43,11 @@ EXPECTED = {
     ],
     "mu_over_epochs.py": ["mu_over_epochs.png", "mu_over_epochs_accuracy.png"],
     "blackout_sweep.py": ["blackout_sweep.png"],
+    "how_sure.py": [
+        "how_sure_intervals_classes.png",
+        "how_sure_interactions.png",
+        "how_sure_spread.png",
+    ],
     "duplicated_modality.py": [
         "duplicated_modality.png",
         "duplicated_modality_conditional.png",
