@@ -335,7 +335,7 @@ class ModalityExplanation:
             if shares is None:
                 raise ValueError(
                     f"this {self.method} explanation has no per-class shares: explain "
-                    "with per_class=True (PermutationModalityImportance)"
+                    "with per_class=True (PermutationModalityImportance, ConditionalUtilization)"
                 )
             from mmexplain.plotting import plot_class_utilization
 
@@ -639,6 +639,12 @@ class ConditionalExplanation(ModalityExplanation):
     d_util : float or None
         ``u(m1 | m0) - u(m0 | m1)`` for two modalities.
     scoring : str
+    bootstrap_values, bootstrap_shares : ndarray (n_bootstrap, M) or None
+        Bootstrap replicates of ``rates`` and ``shares`` (``n_bootstrap``).
+    class_rates, class_shares : ndarray (C, M) or None
+        ``per_class=True``: the rates on the samples of each class, and their
+        shares in percent.
+    classes : ndarray (C,) or None
 
     Examples
     --------
@@ -675,6 +681,9 @@ class ConditionalExplanation(ModalityExplanation):
         "scoring",
         "bootstrap_values",
         "bootstrap_shares",
+        "class_rates",
+        "class_shares",
+        "classes",
     )
     _per_modality = ("score_without", "rates")
     _scalars = ("score_full", "d_util")

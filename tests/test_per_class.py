@@ -92,3 +92,23 @@ def test_per_class_refusals(fitted):
         plain.plot(kind="classes")
     with pytest.raises(ValueError, match="kind must be"):
         plain.plot(kind="pie")
+
+
+@pytest.mark.parametrize("n_bootstrap", [0, 5])
+def test_conditional_per_class_equals_explaining_each_class(fitted, n_bootstrap):
+    """With the reference fixed, a class's rates are those of its samples alone."""
+    from mmexplain.explainers import ConditionalUtilization
+
+    clf, X, y, labels = fitted
+    kw = dict(reference=X, n_bootstrap=n_bootstrap, random_state=0)
+    expl = ConditionalUtilization(per_class=True, **kw).explain(clf, X, labels)
+    plain = ConditionalUtilization(**kw).explain(clf, X, labels)
+    np.testing.assert_allclose(expl.rates, plain.rates, rtol=1e-12)
+    for k in range(3):
+        rows = y == k
+        alone = ConditionalUtilization(reference=X).explain(
+            clf, {m: v[rows] for m, v in X.items()}, labels[rows]
+        )
+        np.testing.assert_allclose(expl.class_rates[k], alone.rates, atol=1e-12)
+    assert expl.classes.tolist() == ["cat", "dog", "eel"]
+    expl.plot(kind="classes")

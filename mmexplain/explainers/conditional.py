@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from mmexplain._core.rows import reduce_rows
 from mmexplain._core.torch_state import auto_batch_size
 from mmexplain.data.sources import as_source
-from mmexplain.explainers._bootstrap import bootstrap_scores
+from mmexplain.explainers._bootstrap import bootstrap_scores, class_sums
 from mmexplain.explainers._engine import Perturbation
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
@@ -94,6 +94,10 @@ class ConditionalUtilization(BaseModalityExplainer):
         rows ('accuracy', 'loss').
     random_state : int, RandomState or None, default=None
         Seeds the bootstrap resamples (the only randomness here).
+    per_class : bool, default=False
+        Also the rates within each class (classifiers), from the same model
+        calls: ``class_rates`` (C, M) and ``class_shares`` (percent). Needs
+        a scoring that adds up over rows.
 
     Notes
     -----
@@ -151,6 +155,7 @@ class ConditionalUtilization(BaseModalityExplainer):
         loss_fn: Any = None,
         n_bootstrap: int = 0,
         random_state: Any = None,
+        per_class: bool = False,
     ) -> None:
         self.ablation = ablation
         self.reference = reference
@@ -162,6 +167,7 @@ class ConditionalUtilization(BaseModalityExplainer):
         self.loss_fn = loss_fn
         self.n_bootstrap = n_bootstrap
         self.random_state = random_state
+        self.per_class = per_class
 
     def _score_explanation(self, expl: ModalityExplanation) -> float:
         rates = np.asarray(expl.rates, dtype=float)
@@ -181,6 +187,7 @@ class ConditionalUtilization(BaseModalityExplainer):
         "loss_fn": [callable, None],
         "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
+        "per_class": ["boolean"],
     }
 
     def _resolve_ablation(self, ctx: ExplainContext) -> str:
@@ -228,14 +235,31 @@ class ConditionalUtilization(BaseModalityExplainer):
         )
         seed = resolve_seed(self.random_state) if self.n_bootstrap else None
 
-        def scores_of(perturbations: list[Perturbation]) -> tuple[Any, Any]:
-            if not self.n_bootstrap:
-                return evaluate_scores(engine, perturbations, scoring), None
-            return bootstrap_scores(
-                engine, perturbations, scoring, self.n_bootstrap, seed
-            )[:2]
+        n_classes = None
+        if self.per_class:
+            if ctx.y.ndim != 1:
+                raise ValueError(
+                    "per_class needs one class per sample (a classifier); a "
+                    "segmenter's rows hold pixels of many classes"
+                )
+            classes = ctx.adapter.classes
+            n_classes = len(classes) if classes is not None else int(ctx.y.max()) + 1
+        by_class: list[Any] = [None]
 
-        if ablation == "mmtm":
+        def scores_of(perturbations: list[Perturbation]) -> tuple[Any, Any]:
+            if self.n_bootstrap:
+                scores, boot, by_class[0] = bootstrap_scores(
+                    engine, perturbations, scoring, self.n_bootstrap, seed, n_classes
+                )
+                return scores, boot
+            if self.per_class:
+                by_class[0] = class_sums(engine, perturbations, scoring, n_classes)
+                sums = by_class[0].sum(axis=1)
+                return np.array([scoring.finalize(t) for t in sums]), None
+            return evaluate_scores(engine, perturbations, scoring), None
+
+        mmtm = ablation == "mmtm"
+        if mmtm:
             averages = self._squeeze_averages(
                 ctx.adapter.module, reference if reference is not None else ctx.X
             )
@@ -273,6 +297,30 @@ class ConditionalUtilization(BaseModalityExplainer):
                     else (boot_without - boot_ref) / boot_ref
                 )
             boot_shares = normalize_rows(boot_values)
+        class_rates = class_shares = class_labels = None
+        if by_class[0] is not None:
+            sums = by_class[0]  # (P, C, K)
+            per = np.array(
+                [
+                    [scoring.finalize(sums[p, c]) for c in range(sums.shape[1])]
+                    for p in range(sums.shape[0])
+                ]
+            )  # (P, C)
+            if mmtm:
+                ref_c, without_c = per[1::2], per[2::2]
+            else:
+                ref_c, without_c = np.repeat(per[:1], len(modalities), axis=0), per[1:]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                class_rates = (
+                    (ref_c - without_c) / ref_c
+                    if scoring.greater_is_better
+                    else (without_c - ref_c) / ref_c
+                ).T  # (C, M)
+            class_shares = normalize_rows(class_rates)
+            classes = ctx.adapter.classes
+            class_labels = (
+                np.asarray(classes) if classes is not None else np.arange(n_classes)
+            )
         return ConditionalExplanation(
             modalities=modalities,
             method="conditional",
@@ -295,6 +343,9 @@ class ConditionalUtilization(BaseModalityExplainer):
             scoring=scoring.name,
             bootstrap_values=boot_values,
             bootstrap_shares=boot_shares,
+            class_rates=class_rates,
+            class_shares=class_shares,
+            classes=class_labels,
         )
 
     def _squeeze_averages(self, module: Any, X: Any) -> list[dict[str, torch.Tensor]]:
