@@ -335,7 +335,8 @@ class ModalityExplanation:
             if shares is None:
                 raise ValueError(
                     f"this {self.method} explanation has no per-class shares: explain "
-                    "with per_class=True (PermutationModalityImportance, ConditionalUtilization)"
+                    "with per_class=True (PermutationModalityImportance, ConditionalUtilization, "
+                    "ModalityShapley)"
                 )
             from mmexplain.plotting import plot_class_utilization
 
@@ -714,6 +715,9 @@ class ShapleyExplanation(ModalityExplanation):
         modalities on each sample (symmetric, 0 on the diagonal).
     interactions : ndarray (M, M) or None
         Their mean over the samples.
+    class_values, class_shares : ndarray (C, M) or None
+        ``per_class=True``: the mean value per true class, and its shares.
+    classes : ndarray (C,) or None
 
     Examples
     --------
@@ -747,6 +751,9 @@ class ShapleyExplanation(ModalityExplanation):
         "standard_errors",
         "interaction_values",
         "interactions",
+        "class_values",
+        "class_shares",
+        "classes",
     )
     _per_modality = ("mean_values", "standard_errors")
     _raw_field = "mean_values"

@@ -112,3 +112,17 @@ def test_conditional_per_class_equals_explaining_each_class(fitted, n_bootstrap)
         np.testing.assert_allclose(expl.class_rates[k], alone.rates, atol=1e-12)
     assert expl.classes.tolist() == ["cat", "dog", "eel"]
     expl.plot(kind="classes")
+
+
+def test_shapley_per_class_is_the_mean_value_of_each_class(fitted):
+    from mmexplain.explainers import ModalityShapley
+
+    clf, X, y, labels = fitted
+    expl = ModalityShapley(per_class=True).explain(clf, X, labels)
+    for k in range(3):
+        np.testing.assert_allclose(
+            expl.class_values[k], expl.values[y == k].mean(axis=0), atol=1e-12
+        )
+    np.testing.assert_allclose(expl.class_shares, normalize_rows(expl.class_values))
+    assert expl.classes.tolist() == ["cat", "dog", "eel"]
+    expl.plot(kind="classes")

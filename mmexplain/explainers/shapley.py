@@ -22,6 +22,7 @@ from mmexplain.explainers.base import (
 )
 from mmexplain.modules.contract import require
 from mmexplain.results import ShapleyExplanation
+from mmexplain.statistics import normalize_rows
 
 __all__ = ["ModalityShapley", "shapley_weights"]
 
@@ -125,6 +126,9 @@ class ModalityShapley(BaseModalityExplainer):
         values (no extra model call): ``interaction_values`` (N, M, M) and
         their mean ``interactions`` (M, M). Exact computation only (refused
         with ``n_samples`` or beyond ``max_exact`` modalities).
+    per_class : bool, default=False
+        Also the mean Shapley value of each modality over the samples of each
+        true class: ``class_values`` (C, M) and ``class_shares`` (percent).
 
     Attributes
     ----------
@@ -189,6 +193,7 @@ class ModalityShapley(BaseModalityExplainer):
         show_progress: bool = False,
         loss_fn: Any = None,
         interactions: bool = False,
+        per_class: bool = False,
     ) -> None:
         self.value = value
         self.baseline = baseline
@@ -202,6 +207,7 @@ class ModalityShapley(BaseModalityExplainer):
         self.show_progress = show_progress
         self.loss_fn = loss_fn
         self.interactions = interactions
+        self.per_class = per_class
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
         **BaseModalityExplainer._parameter_constraints,
@@ -213,6 +219,7 @@ class ModalityShapley(BaseModalityExplainer):
         "reference": "no_validation",
         "loss_fn": [callable, None],
         "interactions": ["boolean"],
+        "per_class": ["boolean"],
     }
 
     def _resolve_baseline(self, ctx: ExplainContext) -> str:
@@ -276,6 +283,23 @@ class ModalityShapley(BaseModalityExplainer):
             else 0.0
         )
         mean_values = values.mean(axis=0)
+        class_values = class_shares = class_labels = None
+        if self.per_class:
+            if ctx.y is None or ctx.y.ndim != 1:
+                raise ValueError(
+                    "per_class needs one class per sample (a classifier with y)"
+                )
+            classes = ctx.adapter.classes
+            n_classes = len(classes) if classes is not None else int(ctx.y.max()) + 1
+            counts = np.bincount(ctx.y, minlength=n_classes).astype(float)
+            sums = np.zeros((n_classes, len(modalities)))
+            np.add.at(sums, ctx.y, values)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                class_values = sums / counts[:, None]  # NaN for a class without rows
+            class_shares = normalize_rows(class_values)
+            class_labels = (
+                np.asarray(classes) if classes is not None else np.arange(n_classes)
+            )
         return ShapleyExplanation(
             modalities=modalities,
             method="shapley",
@@ -299,6 +323,9 @@ class ModalityShapley(BaseModalityExplainer):
             interactions=None
             if interaction_values is None
             else interaction_values.mean(axis=0),
+            class_values=class_values,
+            class_shares=class_shares,
+            classes=class_labels,
         )
 
     def _block_values(
