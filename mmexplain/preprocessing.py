@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import sklearn
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
@@ -44,6 +45,31 @@ _SPECIAL = ("passthrough", "drop")
 _OUTPUTS = ("default", "pandas", "polars")
 
 
+def _output_kind(est: Any) -> str:
+    """The container ``est`` returns: its ``set_output``, else the global config.
+
+    As scikit-learn's own transformers: ``est.set_output(transform=...)``
+    wins; without it, ``sklearn.set_config(transform_output=...)`` (or a
+    ``sklearn.config_context``) applies.
+    """
+    kind = getattr(est, "_sklearn_output_config", {}).get("transform")
+    if kind is None:
+        kind = sklearn.get_config().get("transform_output", "default")
+    if kind not in _OUTPUTS:
+        raise ValueError(
+            f"{type(est).__name__} supports transform_output {list(_OUTPUTS)}, "
+            f"got {kind!r}"
+        )
+    return str(kind)
+
+
+def _check_output_kind(transform: str | None) -> None:
+    if transform is not None and transform not in _OUTPUTS:
+        raise ValueError(
+            f"transform must be one of {list(_OUTPUTS)} or None, got {transform!r}"
+        )
+
+
 class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Apply a scikit-learn transformer to each modality of ``X``.
 
@@ -79,8 +105,11 @@ class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys
     :meth:`set_output` chooses the container of each transformed 2-D
     modality (``'pandas'``: a ``DataFrame`` whose columns are that
     modality's output feature names, the modalities in a ``dict``); a
-    scikit-learn container cannot hold several modalities itself. :meth:`get_feature_names_out` names every output feature
-    ``'<modality>__<feature>'``, as ``ColumnTransformer`` does.
+    scikit-learn container cannot hold several modalities itself. Without
+    :meth:`set_output`, the global ``sklearn.set_config(transform_output=...)``
+    applies, as for scikit-learn's transformers. :meth:`get_feature_names_out`
+    names every output feature ``'<modality>__<feature>'``, as
+    ``ColumnTransformer`` does.
 
     Examples
     --------
@@ -274,7 +303,8 @@ class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             :class:`~mmexplain.ModalityDict` holds arrays); 'default': arrays
             in a ``ModalityDict``; None: leave the configuration as it is. A
             ``Pipeline``'s ``set_output`` calls this on the step; the
-            estimators accept either container.
+            estimators accept either container. Until it is called, the
+            global ``sklearn.set_config(transform_output=...)`` applies.
 
         Returns
         -------
@@ -290,17 +320,14 @@ class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys
         >>> list(mt.fit_transform(X)["eo"].columns)
         ['x0', 'x1']
         """
+        _check_output_kind(transform)
         if transform is None:
             return self
-        if transform not in _OUTPUTS:
-            raise ValueError(
-                f"transform must be one of {list(_OUTPUTS)} or None, got {transform!r}"
-            )
         self._sklearn_output_config = {"transform": transform}
         return self
 
     def _wrap_output(self, out: dict[str, Any]) -> Any:
-        kind = getattr(self, "_sklearn_output_config", {}).get("transform", "default")
+        kind = _output_kind(self)
         if kind == "default":
             return ModalityDict(out)
         for m, value in out.items():
