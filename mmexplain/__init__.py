@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "ModalityDict": "mmexplain.data",
     "ModalityExplanation": "mmexplain.results",
+    "ModalitySplitter": "mmexplain.preprocessing",
     "ModalityTransformer": "mmexplain.preprocessing",
     "MultimodalClassifier": "mmexplain.estimators",
     "MultimodalSegmenter": "mmexplain.estimators",
@@ -48,6 +49,7 @@ __all__ = [
     "MMTMNet",
     "ModalityDict",
     "ModalityExplanation",
+    "ModalitySplitter",
     "ModalityTransformer",
     "MultimodalClassifier",
     "MultimodalSegmenter",
@@ -64,7 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover
         MLPEncoder,
         MMTMNet,
     )
-    from mmexplain.preprocessing import ModalityTransformer
+    from mmexplain.preprocessing import ModalitySplitter, ModalityTransformer
     from mmexplain.results import ModalityExplanation
 
 
