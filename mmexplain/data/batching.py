@@ -8,14 +8,15 @@ skorch's ``iterator_train`` / ``iterator_valid`` slots.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from mmexplain.data._dict import to_tensor_dict
+from mmexplain.data._items import ItemLayout, collate_items, split_item
 
 __all__ = [
     "ModalityDataset",
@@ -72,6 +73,13 @@ class TrainingDataset(Dataset):
     or ``(X, y[k], {name: rows[name][k]})`` with per-row side information, so
     skorch's loops and a ``DataLoader`` see one item layout.
 
+    A ``DataLoader`` reads a batch at once (``__getitems__``): a user's
+    Dataset is checked there, batch by batch, as its items are collated
+    (:func:`~mmexplain.data._items.collate_items`: the first item's
+    modalities and per-sample shapes, real values finite as float32), so
+    ``fit``, ``predict`` and ``score`` refuse a bad item with the modality and
+    the item named, without reading the Dataset twice.
+
     With ``index`` the wrapper is a re-sampled epoch: item ``k`` reads row
     ``index[k]`` of ``data`` (repeats allowed) and ``y`` / ``rows`` are per
     item of the epoch (a balancer's :class:`~mmexplain.balancers.EpochData`).
@@ -101,6 +109,13 @@ class TrainingDataset(Dataset):
         self.targets_array = None if y is None else _host_array(y)
         self.index = None if index is None else np.asarray(index)
         self.rows = {k: v.cpu() for k, v in (rows or {}).items()}
+        # a user's Dataset: every item is checked against its first one
+        base, _ = _unwrap_subsets(data, [])
+        self.layout = (
+            ItemLayout.of(split_item(data[0])[0])
+            if not isinstance(base, Mapping | TrainingDataset) and len(data) > 0  # type: ignore[arg-type]
+            else None
+        )
 
     def __len__(self) -> int:
         if self.index is not None:
@@ -109,21 +124,120 @@ class TrainingDataset(Dataset):
             return int(next(iter(self.dataset.values())).shape[0])
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def _features(self, r: int) -> dict[str, torch.Tensor]:
-        if isinstance(self.dataset, Mapping):
-            X = {m: np.array(v[r]) for m, v in self.dataset.items()}
-        else:
-            item = self.dataset[r]
-            X = item[0] if isinstance(item, tuple | list) else item
-        return {m: torch.as_tensor(np.asarray(v)).float() for m, v in X.items()}
+    def read_rows(
+        self,
+        rows: Sequence[int],
+        modalities: Sequence[str] | None = None,
+        *,
+        check: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """The features of items ``rows``: one float32 tensor per modality, checked.
+
+        Parameters
+        ----------
+        rows : sequence of int
+            Item indices of this dataset.
+        modalities : sequence of str, optional
+            The modalities to read (default: all).
+        check : bool, default=True
+            Check the values of a user's Dataset (real, finite as float32);
+            memory-mapped arrays were checked when they were validated.
+
+        Returns
+        -------
+        dict of str to tensor
+        """
+        src = [int(r) for r in rows]
+        if self.index is not None:
+            src = self.index[src].tolist()
+        data = self.dataset
+        if isinstance(data, Mapping):
+            idx = np.asarray(src, dtype=np.intp)
+            mods = tuple(modalities) if modalities is not None else tuple(data)
+            return {m: _take_host_rows(data[m], idx) for m in mods}
+        base, base_rows = _unwrap_subsets(data, src)
+        if isinstance(base, TrainingDataset):
+            return base.read_rows(base_rows, modalities, check=check)
+        Xs = [split_item(data[r])[0] for r in src]
+        return collate_items(
+            Xs,
+            self.layout,  # type: ignore[arg-type]
+            rows=src,
+            modalities=modalities,
+            dataset=data,
+            check=check,
+        )
+
+    def __getitems__(self, ks: list[int]) -> CollatedBatch:
+        """Items ``ks`` as one batch, read and checked at once (see :func:`collate_batch`)."""
+        ks = [int(k) for k in ks]
+        X = self.read_rows(ks)
+        y = (
+            torch.zeros(len(ks), dtype=torch.long)
+            if self.targets_array is None
+            else torch.as_tensor(self.targets_array[ks])
+        )
+        if not self.rows:
+            return CollatedBatch((X, y))
+        pos = torch.as_tensor(ks, dtype=torch.long)
+        return CollatedBatch((X, y, {name: v[pos] for name, v in self.rows.items()}))
 
     def __getitem__(self, k: int) -> tuple[Any, ...]:
-        k = int(k)
-        Xi = self._features(k if self.index is None else int(self.index[k]))
-        yi = 0 if self.targets_array is None else torch.as_tensor(self.targets_array[k])
-        if not self.rows:
-            return Xi, yi
-        return Xi, yi, {name: v[k] for name, v in self.rows.items()}
+        return self.__getitems__([int(k)])[0]
+
+
+class CollatedBatch(Sequence):
+    """A batch of :class:`TrainingDataset` items, already stacked and checked.
+
+    :func:`collate_batch` returns ``batch`` as it is; any other collate
+    function (e.g. ``DataLoader``'s default) sees a sequence of items, views
+    into ``batch``, and gives the same result.
+    """
+
+    def __init__(self, batch: tuple[Any, ...]) -> None:
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return int(self.batch[1].shape[0])
+
+    def __getitem__(self, k: int) -> tuple[Any, ...]:  # type: ignore[override]
+        if not -len(self) <= k < len(self):
+            raise IndexError(k)
+        X, y = self.batch[0], self.batch[1]
+        item = ({m: t[k] for m, t in X.items()}, y[k])
+        if len(self.batch) == 3:
+            item += ({name: v[k] for name, v in self.batch[2].items()},)
+        return item
+
+
+def collate_batch(data: Any) -> Any:
+    """``DataLoader`` collate function: a :class:`CollatedBatch` as it is, else the default.
+
+    Returns what ``default_collate`` returns for the same items (a list
+    ``[X, y]`` or ``[X, y, rows]``), without stacking them a second time.
+    """
+    if isinstance(data, CollatedBatch):
+        return list(data.batch)
+    return default_collate(data)
+
+
+def _unwrap_subsets(dataset: Any, rows: Sequence[int]) -> tuple[Any, list[int]]:
+    """The dataset under ``Subset`` wrappers, and ``rows`` as its indices."""
+    rows = list(rows)
+    while isinstance(dataset, Subset):
+        rows = [int(dataset.indices[r]) for r in rows]
+        dataset = dataset.dataset
+    return dataset, rows
+
+
+def _take_host_rows(value: Any, idx: np.ndarray) -> torch.Tensor:
+    """Rows ``idx`` of an array, memmap or tensor as a float32 tensor (never whole)."""
+    if isinstance(value, torch.Tensor):
+        return value.index_select(0, torch.from_numpy(idx).to(value.device)).float()
+    rows = np.asarray(value[idx])
+    if not rows.flags.writeable:
+        rows = np.array(rows)
+    return torch.from_numpy(rows).to(torch.float32)
 
 
 def _host_array(y: Any) -> np.ndarray:
@@ -218,6 +332,7 @@ def dataset_loader(
         generator=base,
         num_workers=num_workers,
         pin_memory=pin_memory,
+        collate_fn=collate_batch,
     )
 
 

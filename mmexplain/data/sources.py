@@ -14,9 +14,10 @@ modality ``m`` from row ``perm[n]``.
   items are ``({modality: tensor}, target)`` (skorch's convention) or
   ``{modality: tensor}``; rows are loaded item by item, in worker processes
   with ``num_workers > 0`` (pinned memory when the device is CUDA). Each
-  batch is checked as it is loaded (finite as float32, the per-sample shapes
-  of the first item), since a Dataset cannot be validated up front without
-  reading all of it.
+  batch is checked as it is collated (the first item's modalities and
+  per-sample shapes, real values finite as float32; see
+  :mod:`mmexplain.data._items`), since a Dataset cannot be validated up front
+  without reading all of it.
 
 :func:`as_source` turns what a user passes (mapping or Dataset) into a source.
 """
@@ -31,6 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from mmexplain.data._dict import ModalityDict
+from mmexplain.data._items import ItemLayout, collate_items, split_item
 
 __all__ = [
     "ArraySource",
@@ -162,34 +164,49 @@ class ArraySource(RowSource):
         return out
 
 
-def _split_item(item: Any) -> tuple[Mapping[str, Any], Any]:
-    if isinstance(item, Mapping):
-        return item, None
-    if (
-        isinstance(item, tuple | list)
-        and len(item) == 2
-        and isinstance(item[0], Mapping)
-    ):
-        return item[0], item[1]
-    raise TypeError(
-        "a Dataset for mmexplain must return ({modality: tensor}, target) or "
-        f"{{modality: tensor}} per item; got {type(item).__name__}"
-    )
-
-
 class _Items(Dataset):
-    """``dataset[(i, modalities)]``: item ``i`` restricted to ``modalities``."""
+    """Batches of ``dataset``: ``__getitems__`` of ``[(i, modalities), ...]`` keys.
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
+    A ``DataLoader`` (with or without worker processes) hands each batch's
+    keys to ``__getitems__``, which reads the items and stacks and checks
+    them once per batch (:func:`~mmexplain.data._items.collate_items`).
+    """
+
+    def __init__(self, dataset: Dataset, layout: ItemLayout, check: bool) -> None:
+        self.dataset, self.layout, self.check = dataset, layout, check
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, key: tuple[int, tuple[str, ...]]) -> dict[str, torch.Tensor]:
-        i, modalities = key
-        X, _ = _split_item(self.dataset[int(i)])
-        return {m: torch.as_tensor(np.asarray(X[m])) for m in modalities}
+        return self.__getitems__([key])
+
+    def __getitems__(
+        self, keys: list[tuple[int, tuple[str, ...]]]
+    ) -> dict[str, torch.Tensor]:
+        rows = [int(i) for i, _ in keys]
+        modalities = keys[0][1] if keys else self.layout.modalities
+        base, base_rows = self.dataset, rows
+        while isinstance(base, Subset):
+            base_rows = [int(base.indices[i]) for i in base_rows]
+            base = base.dataset
+        reader = getattr(base, "read_rows", None)
+        if reader is not None:  # a wrapper that reads (and checks) whole batches
+            return reader(base_rows, modalities, check=self.check)
+        Xs = [split_item(self.dataset[i])[0] for i in rows]
+        return collate_items(
+            Xs,
+            self.layout,
+            rows=rows,
+            modalities=modalities,
+            dataset=self.dataset,
+            check=self.check,
+        )
+
+
+def _as_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The loader's collate function: ``__getitems__`` already built the batch."""
+    return batch
 
 
 def _rows_of(index: Index, n: int) -> list[int]:
@@ -239,14 +256,10 @@ class DatasetSource(RowSource):
         self.pin_memory = pin_memory
         self.check = check
         self._n = int(n)
-        X0, y0 = _split_item(dataset[0])
-        for m in X0:
-            if not isinstance(m, str):
-                raise TypeError(f"modality names must be strings, got {m!r}")
-        self.modalities = tuple(X0.keys())
-        self._shapes = {
-            m: tuple(int(s) for s in np.shape(np.asarray(v))) for m, v in X0.items()
-        }
+        X0, y0 = split_item(dataset[0])
+        self.layout = ItemLayout.of(X0)
+        self.modalities = self.layout.modalities
+        self._shapes = self.layout.shapes
         self.has_targets = y0 is not None
 
     def __len__(self) -> int:
@@ -262,7 +275,7 @@ class DatasetSource(RowSource):
             raise ValueError(
                 "the Dataset's items carry no target ({modality: tensor} only): pass y"
             )
-        ys = [_split_item(self.dataset[i])[1] for i in range(self._n)]
+        ys = [split_item(self.dataset[i])[1] for i in range(self._n)]
         return np.stack([np.asarray(v) for v in ys])
 
     def take(
@@ -288,11 +301,10 @@ class DatasetSource(RowSource):
             )
             for index, mods in requests
         ]
-        items = _Items(self.dataset)
-        collate = _Collate(self._shapes, self.check)
+        items = _Items(self.dataset, self.layout, self.check)
         if self.num_workers == 0:
             batches: Any = (
-                collate([items[(i, mods)] for i in rows]) for rows, mods in plan
+                items.__getitems__([(i, mods) for i in rows]) for rows, mods in plan
             )
         else:
             pin = (
@@ -305,7 +317,7 @@ class DatasetSource(RowSource):
                 batch_sampler=[[(i, mods) for i in rows] for rows, mods in plan],
                 num_workers=self.num_workers,
                 pin_memory=pin,
-                collate_fn=collate,
+                collate_fn=_as_batch,
             )
         for (_, mods), batch in zip(plan, batches):
             yield {m: batch[m].to(device=device, non_blocking=True) for m in mods}
@@ -318,49 +330,6 @@ class DatasetSource(RowSource):
             pin_memory=self.pin_memory,
             check=self.check,
         )
-
-
-def _check_batch(m: str, t: torch.Tensor, shape: tuple[int, ...]) -> None:
-    """Per-sample shape of the first item, and finite as float32."""
-    if tuple(t.shape[1:]) != shape:
-        raise ValueError(
-            f"modality {m!r} has per-sample shape {tuple(t.shape[1:])} in some items "
-            f"but {shape} in the first item of the Dataset"
-        )
-    if t.is_floating_point():
-        # one pass: finite as float32 (the dtype the models compute in); only
-        # a batch that fails is looked at again, to say why
-        if not bool(torch.isfinite(t.to(torch.float32)).all()):
-            if not bool(torch.isfinite(t).all()):
-                raise ValueError(
-                    f"modality {m!r} contains NaN or infinite values in the Dataset"
-                )
-            raise ValueError(
-                f"modality {m!r} has values too large for float32 in the Dataset"
-            )
-
-
-class _Collate:
-    """Stack items into a batch, check it and convert it to float32.
-
-    Runs in the loader's worker processes when there are any, so the main
-    process only moves finished batches to the device.
-    """
-
-    def __init__(self, shapes: dict[str, tuple[int, ...]], check: bool) -> None:
-        self.shapes, self.check = shapes, check
-
-    def __call__(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        batch = _stack_items(items)
-        for m, t in batch.items():
-            if self.check:
-                _check_batch(m, t, self.shapes[m])
-            batch[m] = t.to(torch.float32)
-        return batch
-
-
-def _stack_items(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {m: torch.stack([it[m] for it in items]) for m in items[0]} if items else {}
 
 
 def check_source(
