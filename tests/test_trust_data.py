@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import accuracy_score
 from torch.utils.data import Dataset
 
 from mmexplain import MultimodalClassifier
@@ -202,3 +203,48 @@ def test_any_dataloader_over_a_training_dataset_checks_and_equals_the_default():
         ValueError, match="'b' contains NaN or infinite values in item 17"
     ):
         list(torch.utils.data.DataLoader(bad, batch_size=16))
+
+
+# ---------------------------------------------------------------------------
+# W6, C5: labels
+# ---------------------------------------------------------------------------
+def test_score_refuses_labels_outside_classes(fitted):
+    clf, X, y = fitted
+    with pytest.raises(ValueError, match=r"labels not among the classes \[0, 1\]: \[5"):
+        clf.score(X, y + 5)
+    with pytest.raises(ValueError, match="labels not among the classes"):
+        clf.score(X, np.where(y == 1, "dog", "cat"))
+    assert clf.score(X, y) == accuracy_score(y, clf.predict(X))
+    w = np.linspace(0.1, 1, N)
+    assert clf.score(X, y, sample_weight=w) == pytest.approx(
+        accuracy_score(y, clf.predict(X), sample_weight=w)
+    )
+    with pytest.raises(ValueError, match="y has 39 rows but X has 40 samples"):
+        clf.score(X, y[:-1])
+
+
+MIXED = {
+    "int_str": (
+        np.array([1, "a"] * (N // 2), dtype=object),
+        "mixes label types int and str",
+    ),
+    "dict": ([{"k": 1}] * N, "holds dict objects"),
+}
+
+
+@pytest.mark.parametrize("kind", list(MIXED))
+@pytest.mark.parametrize("where", ["fit", "score", "explain", "classes"])
+def test_labels_of_mixed_types_are_refused_by_name(fitted, kind, where):
+    clf, X, _ = fitted
+    y, message = MIXED[kind]
+    with pytest.raises(
+        TypeError, match=f"^{'classes' if where == 'classes' else 'y'} {message}"
+    ):
+        if where == "fit":
+            MultimodalClassifier(max_epochs=1).fit(X, y)
+        elif where == "score":
+            clf.score(X, y)
+        elif where == "explain":
+            PermutationModalityImportance(n_repeats=1).explain(clf, X, y)
+        else:
+            MultimodalClassifier(max_epochs=1, classes=y[:2]).fit(X, _data()[1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ __all__ = [
     "check_X",
     "check_X_fitted",
     "check_class_labels",
+    "check_label_types",
     "check_y",
     "encode_labels",
 ]
@@ -268,9 +269,11 @@ def _check_modality(
 
 
 def check_y(
-    y: Any, n: int, *, ensure_finite: bool = True, name: str = "y"
+    y: Any, n: int | None, *, ensure_finite: bool = True, name: str = "y"
 ) -> np.ndarray:
     """Validate targets against ``n`` samples; returns a NumPy array (no copy if possible).
+
+    ``n=None`` checks ``y`` alone (e.g. before the samples are counted).
 
     Examples
     --------
@@ -291,7 +294,7 @@ def check_y(
     y = np.asarray(y)
     if y.ndim == 0:
         raise ValueError(f"{name} must be an array of length {n}, got a scalar")
-    if y.shape[0] != n:
+    if n is not None and y.shape[0] != n:
         raise ValueError(f"{name} has {y.shape[0]} rows but X has {n} samples")
     if y.dtype.kind == "c":
         raise TypeError(f"{name} has complex dtype {y.dtype}; targets must be real")
@@ -303,6 +306,66 @@ def check_y(
             for v in y.ravel()
         ):
             raise ValueError(f"{name} contains missing values (None/NaN)")
+    return y
+
+
+def _label_kind(t: type) -> str:
+    if issubclass(t, str | bytes | np.str_ | np.bytes_):
+        return "string"
+    if issubclass(t, Real | np.bool_ | bool) and not issubclass(t, np.datetime64):
+        return "number"
+    return "other"
+
+
+def check_label_types(y: np.ndarray, *, name: str = "y") -> np.ndarray:
+    """Refuse labels that cannot be sorted together: mixed numbers and strings, or objects.
+
+    Only object arrays can hold them (a NumPy array of one numeric or string
+    dtype always passes, at no cost); sorting them would otherwise fail in
+    NumPy with ``'<' not supported between instances of ...``.
+
+    Parameters
+    ----------
+    y : ndarray
+    name : str, default='y'
+        How the message names the labels.
+
+    Returns
+    -------
+    ndarray
+        ``y`` itself.
+
+    Raises
+    ------
+    TypeError
+        ``y`` mixes numbers and strings, or holds other objects (dicts,
+        lists, ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data.validation import check_label_types
+    >>> check_label_types(np.array([1, "a", 2], dtype=object))
+    Traceback (most recent call last):
+    ...
+    TypeError: y mixes label types int and str: class labels must be all numbers or all strings; convert them, e.g. y.astype(str)
+    """
+    if y.dtype.kind != "O" or y.size == 0:
+        return y
+    types = set(map(type, y.ravel().tolist()))  # one C-level pass
+    kinds = {_label_kind(t) for t in types}
+    names = " and ".join(sorted({t.__name__ for t in types}))
+    if "other" in kinds:
+        other = sorted(t.__name__ for t in types if _label_kind(t) == "other")
+        raise TypeError(
+            f"{name} holds {', '.join(other)} objects: class labels must be numbers "
+            f"or strings (found {names})"
+        )
+    if len(kinds) > 1:
+        raise TypeError(
+            f"{name} mixes label types {names}: class labels must be all numbers or "
+            "all strings; convert them, e.g. y.astype(str)"
+        )
     return y
 
 
@@ -357,6 +420,7 @@ def check_class_labels(y: np.ndarray, *, name: str = "y") -> np.ndarray:
         raise ValueError(
             f"{name} must be 1-D (one label per sample), got shape {y.shape}"
         )
+    check_label_types(y, name=name)
     if y.dtype.kind == "f" and y.size:
         frac = y[np.mod(y, 1) != 0]
         if frac.size:
@@ -452,11 +516,17 @@ def encode_labels(y: Any, classes: Any) -> np.ndarray:
     >>> encode_labels(np.array(["b", "a", "b"]), ["a", "b"])
     array([1, 0, 1])
     """
-    y = np.asarray(y)
-    classes = np.asarray(classes)
-    sorter = np.argsort(classes, kind="stable")
-    pos = np.clip(np.searchsorted(classes, y, sorter=sorter), 0, len(classes) - 1)
-    encoded = sorter[pos]
+    y = check_label_types(np.asarray(y))
+    classes = check_label_types(np.asarray(classes), name="classes")
+    try:
+        sorter = np.argsort(classes, kind="stable")
+        pos = np.searchsorted(classes, y, sorter=sorter)
+    except TypeError:  # strings against numbers: none of them is a class
+        raise ValueError(
+            f"y contains labels not among the classes {classes.tolist()}: "
+            f"{np.unique(y)[:5].tolist()} (of another type than the classes)"
+        ) from None
+    encoded = sorter[np.clip(pos, 0, len(classes) - 1)]
     bad = classes[encoded] != y
     if np.any(bad):
         raise ValueError(

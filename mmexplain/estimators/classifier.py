@@ -11,8 +11,9 @@ from skorch.callbacks import EpochScoring, EpochTimer, PassthroughScoring, Print
 from skorch.utils import to_numpy
 
 from mmexplain.balancers.base import Balancer
-from mmexplain.data import check_class_labels, encode_labels
+from mmexplain.data import check_class_labels, check_y, encode_labels
 from mmexplain.data.batching import ModalityDataset, TensorBatchIterator
+from mmexplain.data.validation import check_label_types
 from mmexplain.estimators.base import MultimodalNetMixin
 
 __all__ = ["MultimodalClassifier"]
@@ -173,7 +174,7 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         if reset:
             pending = self.__dict__.get("_partial_fit_classes")
             if self.classes is not None:
-                classes = np.asarray(self.classes)
+                classes = check_label_types(np.asarray(self.classes), name="classes")
             elif pending is not None:
                 classes = pending
             else:
@@ -220,3 +221,31 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         """Predicted class labels (the original labels, e.g. strings)."""
         proba = self.predict_proba(X)  # raises NotFittedError first when unfitted
         return self.classes_[proba.argmax(axis=1)]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of ``predict(X)`` against the labels ``y``.
+
+        ``y`` is checked as in ``fit`` (one label per sample, of one type)
+        and every label must be one of ``classes_``: a label the model cannot
+        predict raises a ``ValueError`` (scikit-learn's ``score`` would count
+        it as an error and return a lower accuracy), before anything is
+        predicted.
+
+        Parameters
+        ----------
+        X : mapping of str to array-like, or a torch Dataset
+        y : array-like of shape (N,)
+        sample_weight : array-like of shape (N,) or None
+
+        Returns
+        -------
+        float
+        """
+        from sklearn.metrics import accuracy_score
+
+        self.check_is_fitted()
+        y_true = check_class_labels(check_y(y, None))
+        encode_labels(y_true, self.classes_)  # labels outside classes_ raise
+        y_pred = self.predict(X)
+        check_y(y_true, len(y_pred))
+        return float(accuracy_score(y_true, y_pred, sample_weight=sample_weight))
