@@ -14,13 +14,17 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score
+from torch import nn
 from torch.utils.data import Dataset
 
-from mmexplain import MultimodalClassifier
+from mmexplain import MultimodalClassifier, MultimodalSegmenter
 from mmexplain.data._items import ItemLayout, collate_items
 from mmexplain.data.batching import TrainingDataset, dataset_loader
 from mmexplain.data.sources import DatasetSource
 from mmexplain.explainers import (
+    ConditionalUtilization,
+    GradientModalityAttribution,
+    ModalityShapley,
     PermutationModalityImportance,
 )
 
@@ -248,3 +252,98 @@ def test_labels_of_mixed_types_are_refused_by_name(fitted, kind, where):
             PermutationModalityImportance(n_repeats=1).explain(clf, X, y)
         else:
             MultimodalClassifier(max_epochs=1, classes=y[:2]).fit(X, _data()[1])
+
+
+# ---------------------------------------------------------------------------
+# W2: segmentation masks
+# ---------------------------------------------------------------------------
+H, W = 6, 10
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    rng = np.random.default_rng(0)
+    X = {
+        "a": rng.normal(size=(12, 2, H, W)).astype(np.float32),
+        "b": rng.normal(size=(12, 1, H, W)).astype(np.float32),
+    }
+    y = (X["a"][:, 0] > 0).astype(int)
+    seg = MultimodalSegmenter(max_epochs=2, random_state=0).fit(X, y)
+    return seg, X, y
+
+
+BAD_MASKS = {
+    "transposed": (
+        lambda y: y.transpose(0, 2, 1),
+        r"(masks of size \(10, 6\) but .* \(6, 10\)|images of size \(6, 10\) but y "
+        r"has masks of size \(10, 6\)).*transposed",
+    ),
+    "flattened": (
+        lambda y: y.reshape(len(y), -1),
+        r"y must be integer masks of shape \(N, H, W\), got shape \(12, 60\)",
+    ),
+    "continuous": (lambda y: y + 0.25, r"continuous values \(e.g. \d.25\)"),
+    "strings": (lambda y: y.astype(str), "must hold integer class labels"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_MASKS))
+@pytest.mark.parametrize(
+    "where",
+    ["score", "fit", "permutation", "shapley", "attribution", "conditional", "dataset"],
+)
+def test_bad_masks_are_refused(segmenter, kind, where):
+    seg, X, y = segmenter
+    make, message = BAD_MASKS[kind]
+    yb = make(y)
+    explainers = {
+        "permutation": lambda: PermutationModalityImportance(n_repeats=1),
+        "shapley": ModalityShapley,
+        "attribution": GradientModalityAttribution,
+        "conditional": ConditionalUtilization,
+        "dataset": lambda: PermutationModalityImportance(n_repeats=1),
+    }
+    with pytest.raises((ValueError, TypeError), match=message):
+        if where == "score":
+            seg.score(X, yb)
+        elif where == "fit":
+            MultimodalSegmenter(max_epochs=1).fit(X, yb)
+        else:
+            data = Items(X) if where == "dataset" else X
+            explainers[where]().explain(seg, data, yb)
+
+
+def test_masks_valid_as_floats_and_on_a_dataset(segmenter):
+    seg, X, y = segmenter
+    score = seg.score(X, y)
+    assert seg.score(X, y.astype(np.float64)) == score
+    assert seg.score(Items(X), y) == score
+    # fit on a Dataset (the segmenter iterated it as a mapping before)
+    a = MultimodalSegmenter(max_epochs=1, random_state=0).fit(Items(X, y), None)
+    b = MultimodalSegmenter(max_epochs=1, random_state=0).fit(X, y)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-5)
+
+
+class Down(nn.Module):
+    """A segmentation module whose logits are half the input size."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, 2, stride=2)
+
+    def forward(self, a, b):
+        return self.conv(a)
+
+
+def test_masks_of_a_plain_module_must_match_its_output(segmenter):
+    _, X, y = segmenter
+    small = y[:, ::2, ::2]
+    expl = PermutationModalityImportance(n_repeats=1, random_state=0)
+    assert np.isfinite(expl.explain(Down(), X, small).baseline_score)
+    with pytest.raises(
+        ValueError,
+        match=r"size \(6, 10\) but the model outputs logits of size \(3, 5\)",
+    ):
+        expl.explain(Down(), X, y)
+    with pytest.raises(ValueError, match="transposed"):
+        expl.explain(Down(), X, small.transpose(0, 2, 1))

@@ -24,6 +24,7 @@ __all__ = [
     "check_X_fitted",
     "check_class_labels",
     "check_label_types",
+    "check_masks",
     "check_y",
     "encode_labels",
 ]
@@ -429,6 +430,87 @@ def check_class_labels(y: np.ndarray, *, name: str = "y") -> np.ndarray:
                 "class labels; for regression targets use another estimator"
             )
     return y
+
+
+def check_masks(
+    y: np.ndarray,
+    *,
+    spatial: tuple[int, ...] | None = None,
+    what: str = "the inputs",
+    name: str = "y",
+) -> np.ndarray:
+    """Segmentation targets: integer class masks of shape ``(N, H, W)``.
+
+    Parameters
+    ----------
+    y : ndarray
+        Checked by :func:`check_y`.
+    spatial : tuple of int, optional
+        The ``(H, W)`` the masks must have (e.g. the model's output or the
+        input images' size).
+    what : str, default='the inputs'
+        What ``spatial`` is the size of, for the message.
+    name : str, default='y'
+
+    Returns
+    -------
+    ndarray of int64, shape (N, H, W)
+
+    Raises
+    ------
+    ValueError
+        ``y`` is not 3-D (e.g. flattened masks), has another spatial size
+        than ``spatial`` (e.g. transposed masks), or continuous values.
+    TypeError
+        ``y`` is not numeric.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain.data.validation import check_masks
+    >>> check_masks(np.zeros((2, 4, 6)), spatial=(4, 6)).dtype
+    dtype('int64')
+    >>> check_masks(np.zeros((2, 6, 4)), spatial=(4, 6))
+    Traceback (most recent call last):
+    ...
+    ValueError: y has masks of size (6, 4) but the inputs are of size (4, 6); masks must be (N, H, W) (transposed masks? use y.transpose(0, 2, 1))
+    """
+    spatial = None if spatial is None else tuple(int(s) for s in spatial)
+    if y.ndim != 3:
+        hint = ""
+        if (
+            y.ndim == 2
+            and spatial is not None
+            and y.shape[1] == int(np.prod(spatial, dtype=np.int64))
+        ):
+            hint = f" (flattened masks? use {name}.reshape(-1, {spatial[0]}, {spatial[1]}))"
+        raise ValueError(
+            f"{name} must be integer masks of shape (N, H, W), got shape "
+            f"{y.shape}{hint}"
+        )
+    kind = y.dtype.kind
+    if kind == "f":
+        frac = y[np.mod(y, 1) != 0]
+        if frac.size:
+            raise ValueError(
+                f"{name} has continuous values (e.g. {frac.flat[0]:g}): masks must "
+                "hold integer class labels, one per pixel"
+            )
+    elif kind not in "iub":
+        raise TypeError(
+            f"{name} must hold integer class labels, one per pixel; got dtype {y.dtype}"
+        )
+    if spatial is not None and tuple(y.shape[1:]) != spatial:
+        hint = (
+            f" (transposed masks? use {name}.transpose(0, 2, 1))"
+            if tuple(y.shape[1:]) == spatial[::-1]
+            else ""
+        )
+        raise ValueError(
+            f"{name} has masks of size {tuple(y.shape[1:])} but {what} are of size "
+            f"{spatial}; masks must be (N, H, W){hint}"
+        )
+    return y.astype(np.int64, copy=False)
 
 
 def check_X_fitted(

@@ -11,7 +11,12 @@ from skorch import NeuralNet
 
 from mmexplain.balancers.base import Balancer
 from mmexplain.data import ModalityDict, check_y
-from mmexplain.data.batching import ModalityDataset, TensorBatchIterator
+from mmexplain.data.batching import (
+    ModalityDataset,
+    TensorBatchIterator,
+    TrainingDataset,
+)
+from mmexplain.data.validation import check_masks
 from mmexplain.estimators.base import MultimodalNetMixin
 
 __all__ = ["MultimodalSegmenter"]
@@ -118,31 +123,27 @@ verbose, device, random_state, on_nonfinite, data_on_device, **kwargs
         self, X: Any, y: Any, reset: bool
     ) -> tuple[ModalityDict, np.ndarray]:
         Xv, yv = super()._validate_fit(X, y, reset)
-        for m in Xv:
-            if Xv[m].ndim != 4:
+        for m, shape in _sample_shapes(Xv).items():
+            if len(shape) != 3:
                 raise ValueError(
-                    f"modality {m!r} has shape {tuple(Xv[m].shape)}; segmentation "
+                    f"modality {m!r} has shape {(len(yv), *shape)}; segmentation "
                     "needs images of shape (N, C, H, W)"
                 )
-            if tuple(Xv[m].shape[2:]) != tuple(yv.shape[1:]):
+            size = tuple(int(d) for d in yv.shape[1:])
+            if shape[1:] != size:
+                hint = (
+                    " (transposed masks? use y.transpose(0, 2, 1))"
+                    if shape[1:] == size[::-1]
+                    else ""
+                )
                 raise ValueError(
-                    f"modality {m!r} has images of size {tuple(Xv[m].shape[2:])} but "
-                    f"y has masks of size {tuple(yv.shape[1:])}"
+                    f"modality {m!r} has images of size {shape[1:]} but "
+                    f"y has masks of size {size}; masks must be (N, H, W){hint}"
                 )
         return Xv, yv
 
     def _encode_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
-        if y.ndim != 3:
-            raise ValueError(
-                f"y must be integer masks of shape (N, H, W), got shape {y.shape}"
-            )
-        if y.dtype.kind not in "iu":
-            if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
-                y = y.astype(np.int64)
-            else:
-                raise TypeError(
-                    f"y must hold integer class labels, got dtype {y.dtype}"
-                )
+        y = check_masks(y)
         valid = y if self.ignore_index is None else y[y != self.ignore_index]
         if valid.size and valid.min() < 0:
             raise ValueError(
@@ -181,10 +182,25 @@ verbose, device, random_state, on_nonfinite, data_on_device, **kwargs
                 "IoU pools the pixels of all samples)"
             )
         self.check_is_fitted()
-        y = check_y(y, len(self._check_fitted_X(X)))
+        # the masks' own checks first (before predicting): 3-D integer labels
+        y = check_masks(check_y(y, None))
+        pred = self.predict(X)
+        check_y(y, len(pred))
+        y = check_masks(
+            y, spatial=pred.shape[1:], what="the model's predicted masks for X"
+        )
         return mean_iou(
             y,
-            self.predict(X),
+            pred,
             n_classes=self.n_classes_,
             ignore_index=self.ignore_index,
         )
+
+
+def _sample_shapes(Xv: Any) -> dict[str, tuple[int, ...]]:
+    """Per-sample shape of each modality of validated training data (arrays or a Dataset)."""
+    if isinstance(Xv, TrainingDataset):
+        if Xv.layout is not None:  # a user's Dataset: its first item
+            return dict(Xv.layout.shapes)
+        Xv = Xv.dataset  # memory-mapped arrays
+    return {m: tuple(int(d) for d in Xv[m].shape[1:]) for m in Xv}

@@ -21,6 +21,7 @@ from mmexplain.data import (
     check_y,
     encode_labels,
 )
+from mmexplain.data.validation import check_masks
 from mmexplain.modules.contract import (
     has_encode_fuse,
     is_branched,
@@ -411,6 +412,10 @@ class ModelAdapter:
             self.classes = None
         if isinstance(module, ForwardModel) and module.classes is not None:
             self.classes = module.classes
+        #: a fitted MultimodalSegmenter: y must be masks of the input images' size
+        self.segmentation = getattr(self.net, "_task", None) == "segmentation"
+        #: per-position size of y (masks: (H, W)), checked against the outputs
+        self.target_size: tuple[int, ...] | None = None
 
     # -- inputs -----------------------------------------------------------
     def check_X(self, X: Any) -> ModalityDict:
@@ -419,9 +424,33 @@ class ModelAdapter:
             return check_X_fitted(X, self.input_shapes)
         return check_X(X, modalities=self.modalities)
 
-    def encode_y(self, y: Any, n: int) -> np.ndarray:
-        """Targets as class indices (labels mapped through ``classes_`` when known)."""
+    def encode_y(
+        self, y: Any, n: int, *, spatial: tuple[int, ...] | None = None
+    ) -> np.ndarray:
+        """Targets as class indices (labels mapped through ``classes_`` when known).
+
+        Parameters
+        ----------
+        y : array-like
+            Labels ``(N,)``, or masks ``(N, H, W)`` for a segmentation model.
+        n : int
+            The number of samples of ``X``.
+        spatial : tuple of int, optional
+            The ``(H, W)`` of the input images when they share one: the masks
+            of a :class:`~mmexplain.MultimodalSegmenter` must have it. Other
+            per-position targets are checked against the model's outputs on
+            its first call (:meth:`forward`).
+
+        Returns
+        -------
+        ndarray of int64
+        """
         y = check_y(y, n)
+        self.target_size = None
+        if self.segmentation:
+            y = check_masks(y, spatial=spatial, what="the input images")
+            self.target_size = tuple(int(d) for d in y.shape[1:])
+            return y
         if self.classes is not None or y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1):
             y = check_class_labels(
                 y
@@ -430,25 +459,52 @@ class ModelAdapter:
             check_class_labels(y)  # raises: a one-hot / multilabel indicator matrix
         if self.classes is not None:
             return encode_labels(y, self.classes)
-        if y.dtype.kind not in "iub":
+        if y.ndim == 3:  # masks of a segmentation module: integer labels per pixel
+            y = check_masks(y)
+        elif y.dtype.kind not in "iub":
             if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
-                return y.astype(np.int64)
-            raise TypeError(
-                f"y must hold integer class indices for this model (got dtype {y.dtype}); "
-                "pass a fitted MultimodalClassifier to use other labels"
-            )
+                y = y.astype(np.int64)
+            else:
+                raise TypeError(
+                    f"y must hold integer class indices for this model (got dtype "
+                    f"{y.dtype}); pass a fitted MultimodalClassifier to use other labels"
+                )
+        if y.ndim >= 2:
+            self.target_size = tuple(int(d) for d in y.shape[1:])
         return y.astype(np.int64, copy=False)
+
+    def _check_outputs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Per-position targets must have the size of the per-position outputs.
+
+        A shape comparison on every call (no device work): masks of another
+        size (transposed, flattened, of another image) would otherwise fail
+        deep in the loss, or pair the wrong pixels.
+        """
+        size = self.target_size
+        if size is not None and tuple(logits.shape[2:]) != size:
+            out = tuple(int(d) for d in logits.shape[2:])
+            hint = (
+                " (transposed masks? use y.transpose(0, 2, 1))"
+                if len(size) == 2 and size == out[::-1]
+                else ""
+            )
+            raise ValueError(
+                f"y has per-pixel targets of size {size} but the model outputs "
+                f"logits of size {out} per sample; masks must be (N, H, W) "
+                f"matching the model's output{hint}"
+            )
+        return logits
 
     # -- forward pieces ------------------------------------------------------
     def encode(self, X: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.module.encode(**X)
 
     def head(self, Z: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.module.fuse(**Z)
+        return self._check_outputs(self.module.fuse(**Z))
 
     def forward(self, X: Mapping[str, torch.Tensor]) -> torch.Tensor:
         out = self.module(**X)
-        return out[0] if isinstance(out, tuple) else out
+        return self._check_outputs(out[0] if isinstance(out, tuple) else out)
 
     # -- per-element loss -----------------------------------------------------
     def elementwise_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

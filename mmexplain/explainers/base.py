@@ -435,7 +435,7 @@ class BaseModalityExplainer(BaseEstimator):
                     f"{type(self).__name__} needs y (targets) to score the model"
                 )
             return ExplainContext(model, adapter, Xv, None, None, given, unwrapped)
-        y_idx = adapter.encode_y(y, len(Xv))
+        y_idx = adapter.encode_y(y, len(Xv), spatial=_image_size(Xv))
         return ExplainContext(model, adapter, Xv, y_idx, y, given, unwrapped)
 
     def _engine(
@@ -499,3 +499,14 @@ class BaseModalityExplainer(BaseEstimator):
         if target is not None and not isinstance(target, Mapping):
             raise TypeError("target must be a dict {modality: share} summing to 1")
         check_target(target, modalities)
+
+
+def _image_size(X: Any) -> tuple[int, ...] | None:
+    """The ``(H, W)`` the image modalities ``(C, H, W)`` of ``X`` share, else None."""
+    shapes = (
+        X.row_shapes.values()
+        if isinstance(X, RowSource)
+        else (tuple(v.shape[1:]) for v in X.values())
+    )
+    sizes = {tuple(int(d) for d in s[1:]) for s in shapes if len(s) == 3}
+    return sizes.pop() if len(sizes) == 1 else None
