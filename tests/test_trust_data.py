@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score
+from sklearn.metrics import accuracy_score, log_loss
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -252,6 +252,40 @@ def test_labels_of_mixed_types_are_refused_by_name(fitted, kind, where):
             PermutationModalityImportance(n_repeats=1).explain(clf, X, y)
         else:
             MultimodalClassifier(max_epochs=1, classes=y[:2]).fit(X, _data()[1])
+
+
+# ---------------------------------------------------------------------------
+# C4: scikit-learn scorers when y lacks a class
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def three_classes():
+    X, _ = _data(60, seed=1)
+    y = np.arange(60) % 3
+    clf = MultimodalClassifier(max_epochs=2, random_state=0, **TINY).fit(X, y)
+    keep = y < 2
+    return clf, {m: v[keep] for m, v in X.items()}, y[keep]
+
+
+def test_log_loss_when_y_lacks_a_class(three_classes):
+    clf, X, y = three_classes
+    expl = PermutationModalityImportance(
+        n_repeats=1, random_state=0, scoring="neg_log_loss"
+    ).explain(clf, X, y)
+    expected = -log_loss(y, clf.predict_proba(X), labels=clf.classes_)
+    assert expl.baseline_score == pytest.approx(expected, rel=1e-5)
+    assert np.isfinite(expl.shares).all()
+    weighted = PermutationModalityImportance(
+        n_repeats=1, random_state=0, scoring="roc_auc_ovr_weighted"
+    ).explain(clf, X, y)
+    assert np.isfinite(weighted.baseline_score)
+
+
+def test_an_undefined_scorer_is_refused_clearly(three_classes):
+    clf, X, y = three_classes
+    with pytest.raises(ValueError, match=r"'roc_auc_ovr' is undefined.*classes \[2\]"):
+        PermutationModalityImportance(
+            n_repeats=1, random_state=0, scoring="roc_auc_ovr"
+        ).explain(clf, X, y)
 
 
 # ---------------------------------------------------------------------------

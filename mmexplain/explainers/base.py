@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from mmexplain._core.params import validate_params
@@ -128,15 +130,60 @@ def resolve_scoring(
         raise ValueError(f"unknown scoring {scoring!r}: {exc}") from exc
     classes = np.asarray(adapter.classes) if adapter.classes is not None else None
     y_true = np.asarray(y_labels)
+    present = np.unique(y_true)
+    routed = None
+    if _scorer_takes_labels(scorer):
+        from sklearn import config_context
+
+        # the same scorer, passed the model's classes as ``labels`` through
+        # scikit-learn's metadata routing (the scorers' public way to pass it)
+        with config_context(enable_metadata_routing=True):
+            routed = get_scorer(scoring).set_score_request(labels=True)
 
     def finalize(proba: np.ndarray) -> float:
         # scikit-learn's own scorer, through its public call: it asks a
         # stand-in estimator for predictions, which are the engine's outputs
         labels = classes if classes is not None else np.arange(proba.shape[1])
         stand_in = _FixedOutputs(labels, proba)
-        return float(scorer(stand_in, np.zeros((len(proba), 1)), y_true))
+        X_dummy = np.zeros((len(proba), 1))
+        absent = np.setdiff1d(labels, present) if routed is not None else []
+        if not len(absent):
+            return float(scorer(stand_in, X_dummy, y_true))
+        # y lacks some of the model's classes: the metric would infer its
+        # classes from y and no longer match the probability columns
+        from sklearn import config_context
+
+        with config_context(enable_metadata_routing=True):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                value = float(routed(stand_in, X_dummy, y_true, labels=labels))
+        if not np.isfinite(value):
+            raise ValueError(
+                f"scoring={scoring!r} is undefined on these y: they lack the "
+                f"classes {absent.tolist()} of the model, and the metric needs "
+                "samples of every class (e.g. a one-vs-rest AUC per class); pass "
+                "rows of every class, or use a scoring defined without them (e.g. "
+                "'neg_log_loss', 'roc_auc_ovr_weighted')"
+            )
+        return value
 
     return Scoring(scoring, "proba", True, finalize, per_sample=True)
+
+
+def _scorer_takes_labels(scorer: Any) -> bool:
+    """Whether a scikit-learn scorer's metric takes ``labels`` (e.g. log loss, ROC AUC).
+
+    ``inspect.signature`` follows the ``functools.wraps`` of scikit-learn's
+    parameter validation to the metric's own parameters (its wrapper's
+    ``__code__`` would only show ``*args, **kwargs``).
+    """
+    func = getattr(scorer, "_score_func", None)
+    if func is None:
+        return False
+    try:
+        return "labels" in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class _FixedOutputs(ClassifierMixin, BaseEstimator):
