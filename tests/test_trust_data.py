@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import accuracy_score, log_loss
+from sklearn.metrics import accuracy_score, get_scorer, log_loss
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -278,6 +278,11 @@ def test_log_loss_when_y_lacks_a_class(three_classes):
         n_repeats=1, random_state=0, scoring="roc_auc_ovr_weighted"
     ).explain(clf, X, y)
     assert np.isfinite(weighted.baseline_score)
+    # metrics of predicted labels keep scikit-learn's own value on such y
+    f1 = PermutationModalityImportance(
+        n_repeats=1, random_state=0, scoring="f1_macro"
+    ).explain(clf, X, y)
+    assert f1.baseline_score == pytest.approx(get_scorer("f1_macro")(clf, X, y))
 
 
 def test_an_undefined_scorer_is_refused_clearly(three_classes):

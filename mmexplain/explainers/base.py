@@ -131,6 +131,7 @@ def resolve_scoring(
     classes = np.asarray(adapter.classes) if adapter.classes is not None else None
     y_true = np.asarray(y_labels)
     present = np.unique(y_true)
+    needs_labels: list[bool] = []  # set on the first call that needs them
     routed = None
     if _scorer_takes_labels(scorer):
         from sklearn import config_context
@@ -147,10 +148,16 @@ def resolve_scoring(
         stand_in = _FixedOutputs(labels, proba)
         X_dummy = np.zeros((len(proba), 1))
         absent = np.setdiff1d(labels, present) if routed is not None else []
-        if not len(absent):
-            return float(scorer(stand_in, X_dummy, y_true))
-        # y lacks some of the model's classes: the metric would infer its
-        # classes from y and no longer match the probability columns
+        if not (len(absent) and needs_labels):
+            try:
+                return float(scorer(stand_in, X_dummy, y_true))
+            except ValueError:
+                if not len(absent):
+                    raise
+            # y lacks some of the model's classes and the metric, inferring
+            # its classes from y, no longer matches the probability columns
+            # (metrics of predicted labels, e.g. F1, keep scikit-learn's value)
+            needs_labels.append(True)
         from sklearn import config_context
 
         with config_context(enable_metadata_routing=True):
