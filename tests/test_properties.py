@@ -3,7 +3,8 @@
 Generated inputs: dtypes (float16/32/64, int, uint, bool, object, complex),
 containers (NumPy, torch, pandas, lists), shapes (0 and 1 rows, 1-D, empty
 feature axes), NaN / inf / beyond-float32 values, target kinds, renamed and
-reordered modalities. Every case must give the answer of an independent
+reordered modalities, torch Datasets with one bad item (value, dtype, missing or
+extra modality, shape) at any index, and segmentation masks (valid or not). Every case must give the answer of an independent
 reference (the float32-cast inputs, NumPy indexing, scikit-learn on the raw
 arrays) or a ``ValueError`` / ``TypeError`` whose message names the modality
 at fault, and must leave the inputs untouched.
@@ -930,3 +931,258 @@ def test_add_gaussian_noise_complex_is_consistent_or_refused():
         assert results == ["refused", "refused"]
     else:
         np.testing.assert_array_equal(results[0], results[1])
+
+
+# ----------------------------------------------------------------------------
+# torch Datasets: every item checked as its batch is collated
+# ----------------------------------------------------------------------------
+class ItemsDataset(torch.utils.data.Dataset):
+    """``({modality: row}, y)`` items of in-memory rows (numpy or torch per item)."""
+
+    def __init__(self, rows, y=None):
+        self.rows, self.y = rows, y
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i] if self.y is None else (self.rows[i], self.y[i])
+
+
+DATASET_DEFECTS = [
+    None,
+    "nan",
+    "inf",
+    "huge",
+    "complex",
+    "string",
+    "missing",
+    "extra",
+    "shape",
+]
+_VALUE_DEFECTS = {"nan", "inf", "huge", "complex", "string"}
+
+
+def _plant(item, defect, victim, rng):
+    """Item ``item`` with ``defect`` planted in modality ``victim``."""
+    item = dict(item)
+    v = np.array(to_numpy(item[victim]), dtype=np.float64)
+    if defect in ("nan", "inf", "huge"):
+        v.flat[rng.integers(v.size)] = {"nan": np.nan, "inf": -np.inf, "huge": 1e39}[
+            defect
+        ]
+        item[victim] = v
+    elif defect == "complex":
+        item[victim] = v + 1j
+    elif defect == "string":
+        item[victim] = v.astype(str)
+    elif defect == "missing":
+        del item[victim]
+    elif defect == "extra":
+        item[victim + "_x"] = v
+    else:  # shape
+        item[victim] = np.concatenate([v.ravel(), [0.0]])
+    return item
+
+
+@st.composite
+def dataset_cases(draw):
+    """Rows of 1-3 modalities (any numeric dtype, numpy or torch per item), at
+    most one defect planted in one modality of one item, and a batch size."""
+    n = draw(st.integers(1, 9))
+    names = draw(
+        st.lists(
+            st.sampled_from(["a", "bb", "img"]), min_size=1, max_size=3, unique=True
+        )
+    )
+    shapes = {"a": (3,), "bb": (2, 3), "img": (1, 2, 2)}
+    seed = draw(st.integers(0, 2**16))
+    rng = np.random.default_rng(seed)
+    arrays = {
+        m: make_array(draw(st.sampled_from(NUMERIC)), (n, *shapes[m]), seed=seed + k)
+        for k, m in enumerate(names)
+    }
+    containers = draw(
+        st.lists(st.sampled_from(["numpy", "torch"]), min_size=n, max_size=n)
+    )
+    rows = [
+        {m: as_container(np.array(arrays[m][i]), containers[i]) for m in names}
+        for i in range(n)
+    ]
+    defect = draw(st.sampled_from(DATASET_DEFECTS))
+    victim = draw(st.sampled_from(names))
+    at = draw(st.integers(0, n - 1))
+    if defect is not None:
+        rows[at] = _plant(rows[at], defect, victim, rng)
+    batch_size = draw(st.integers(1, n + 2))
+    return arrays, rows, defect, victim, at, batch_size
+
+
+def _expect_refusal(defect, victim, at):
+    """The error and the message a defect must give (the item unless it is item 0)."""
+    error = TypeError if defect in ("complex", "string") else ValueError
+    names = (
+        f"'{victim}_x'|'{victim}'"  # an extra modality names itself
+        if defect == "extra"
+        else f"'{victim}'"
+    )
+    named_item = defect in _VALUE_DEFECTS or at > 0
+    return error, names, (f"item {at} of the Dataset" if named_item else None)
+
+
+@PROPS
+@given(dataset_cases())
+def test_dataset_batches_equal_the_float32_rows_or_name_the_defect(case):
+    from mmexplain.data.batching import TrainingDataset, dataset_loader
+    from mmexplain.data.sources import DatasetSource
+
+    arrays, rows, defect, victim, at, batch_size = case
+    n = len(rows)
+    y = np.arange(n) % 2
+    ref = {m: v.astype(np.float32) for m, v in arrays.items()}
+    readers = {
+        "source": lambda: [
+            DatasetSource(ItemsDataset(rows, y)).take(
+                np.arange(s, min(n, s + batch_size))
+            )
+            for s in range(0, n, batch_size)
+        ],
+        "loader": lambda: [
+            b[0]
+            for b in dataset_loader(
+                TrainingDataset(ItemsDataset(rows), y), batch_size=batch_size
+            )
+        ],
+    }
+    for name, read in readers.items():
+        if defect is None:
+            batches = read()
+            for m in arrays:
+                got = torch.cat([b[m] for b in batches]).numpy()
+                assert got.dtype == np.float32, name
+                np.testing.assert_array_equal(got, ref[m], err_msg=name)
+            continue
+        error, names, item = _expect_refusal(defect, victim, at)
+        with pytest.raises(error, match=names) as info:
+            read()
+        if item is not None:
+            assert item in str(info.value), (name, str(info.value))
+
+
+@FEW
+@given(
+    at=st.integers(0, 15),
+    defect=st.sampled_from(DATASET_DEFECTS),
+    victim=st.sampled_from(["a", "b"]),
+    batch_size=st.integers(1, 20),
+)
+def test_predict_on_a_dataset_equals_arrays_or_names_the_defect(
+    fitted_small, at, defect, victim, batch_size
+):
+    X0, y = _base()
+    X = {m: v.astype(np.float32) for m, v in X0.items()}
+    rows = [{m: X[m][i] for m in X} for i in range(len(y))]
+    if defect is not None:
+        rows[at] = _plant(rows[at], defect, victim, np.random.default_rng(at))
+    ds = ItemsDataset(rows, y)
+    clf = copy.deepcopy(fitted_small).set_params(batch_size=batch_size)
+    if defect is None:
+        np.testing.assert_allclose(
+            clf.predict_proba(ds), fitted_small.predict_proba(X), rtol=1e-6
+        )
+        assert clf.score(ds, y) == fitted_small.score(X, y)
+        return
+    error, names, item = _expect_refusal(defect, victim, at)
+    # item 0 is checked against the fitted modalities and shapes first
+    pattern = names if item is None else f"(?s)(?=.*{names}).*{item}"
+    for call in (clf.predict_proba, lambda d: clf.score(d, y)):
+        with pytest.raises(error, match=pattern):
+            call(ds)
+
+
+# ----------------------------------------------------------------------------
+# MultimodalSegmenter: masks
+# ----------------------------------------------------------------------------
+SEG_H, SEG_W, SEG_N = 3, 5, 6
+
+
+@pytest.fixture(scope="module")
+def segmenter_small():
+    from mmexplain import MultimodalSegmenter
+
+    rng = np.random.default_rng(0)
+    X = {
+        "a": rng.normal(size=(SEG_N, 2, SEG_H, SEG_W)).astype(np.float32),
+        "b": rng.normal(size=(SEG_N, 1, SEG_H, SEG_W)).astype(np.float32),
+    }
+    y = (X["a"][:, 0] > 0).astype(int) + (X["b"][:, 0] > 1)
+    seg = MultimodalSegmenter(max_epochs=1, random_state=0, batch_size=4).fit(X, y)
+    return seg, X
+
+
+def _brute_force_miou(t, p, n_classes):
+    ious = []
+    for c in range(n_classes):
+        inter = sum(int(a == c and b == c) for a, b in zip(t.ravel(), p.ravel()))
+        union = sum(int(a == c or b == c) for a, b in zip(t.ravel(), p.ravel()))
+        if union:
+            ious.append(inter / union)
+    return float(np.mean(ious))
+
+
+@FEW
+@given(
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from(["int64", "int32", "uint8", "float64", "float32"]),
+    container=st.sampled_from(["numpy", "torch", "list"]),
+)
+def test_random_valid_masks_score_the_brute_force_values(
+    segmenter_small, seed, dtype, container
+):
+    seg, X = segmenter_small
+    y = np.random.default_rng(seed).integers(0, seg.n_classes_, (SEG_N, SEG_H, SEG_W))
+    yc = as_container(y.astype(dtype), container)
+    pred = seg.predict(X)
+    assert seg.score(X, yc) == pytest.approx(
+        _brute_force_miou(y, pred, seg.n_classes_), rel=1e-12
+    )
+    expl = PermutationModalityImportance(
+        n_repeats=1, random_state=0, scoring="accuracy"
+    ).explain(seg, X, yc)
+    pixels = sum(int(a == b) for a, b in zip(y.ravel(), pred.ravel()))
+    assert expl.baseline_score == pytest.approx(pixels / y.size, rel=1e-6)
+
+
+MASK_DEFECTS = {
+    "transposed": lambda y, rng: y.transpose(0, 2, 1),
+    "flattened": lambda y, rng: y.reshape(len(y), -1),
+    "fraction": lambda y, rng: (
+        y
+        + np.where(np.arange(y.size).reshape(y.shape) == rng.integers(y.size), 0.5, 0.0)
+    ),
+    "one_mask": lambda y, rng: y[0],
+    "channel": lambda y, rng: y[:, None],
+    "rows": lambda y, rng: y[:-1],
+    "strings": lambda y, rng: y.astype(str),
+    "cropped": lambda y, rng: y[:, :, :-1],
+}
+
+
+@settings(PROPS, max_examples=20)
+@given(
+    defect=st.sampled_from(list(MASK_DEFECTS)),
+    seed=st.integers(0, 2**16),
+    where=st.sampled_from(["score", "explain"]),
+)
+def test_bad_masks_are_refused_not_scored(segmenter_small, defect, seed, where):
+    seg, X = segmenter_small
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, seg.n_classes_, (SEG_N, SEG_H, SEG_W))
+    bad = MASK_DEFECTS[defect](y, rng)
+    with pytest.raises((ValueError, TypeError), match="y |masks"):
+        if where == "score":
+            seg.score(X, bad)
+        else:
+            PermutationModalityImportance(n_repeats=1, random_state=0).explain(
+                seg, X, bad
+            )
