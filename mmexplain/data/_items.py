@@ -13,8 +13,9 @@ rules :func:`~mmexplain.data.check_X` applies to arrays:
 
 The structural checks cost nothing on a batch that passes (they run when
 stacking fails or gives an unexpected shape); the value check is one
-reduction per modality and one host read per batch (none on the CPU), and a
-failing batch is looked at again only to say where.
+reduction per modality, on the stacked batch wherever it lives, and one read
+of a single flag per batch (the only synchronization when the items are
+device tensors); a failing batch is looked at again only to say where.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def _stack(
 def _check_finite(
     batch: dict[str, torch.Tensor], raw: dict[str, torch.Tensor], where: _Where
 ) -> None:
-    """Finite as float32; one host read for the whole batch (none when all pass on the CPU)."""
+    """Finite as float32: one flag read for the whole batch, a second look only on failure."""
     names = [m for m, t in raw.items() if t.is_floating_point()]
     if not names:
         return

@@ -228,8 +228,9 @@ class DatasetSource(RowSource):
         Pin loaded batches for faster host-to-GPU copies; None pins when the
         requested device is CUDA.
     check : bool, default=True
-        Check each loaded batch: finite as float32, and the per-sample shapes
-        of the first item.
+        Check the values of each loaded batch: real, numeric and finite as
+        float32. The first item's modalities and per-sample shapes are
+        always checked (a batch cannot be built without them).
     """
 
     in_memory = False
