@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import inspect
-import io
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 
 from mmexplain.persistence._format import ATTR_NAME, NET_FITTED, TAGS, unsafe
 from mmexplain.persistence._modules import encoder_init_params
-from mmexplain.persistence.allowlist import allowed, allowed_name
+from mmexplain.persistence._policy import check_params
+from mmexplain.persistence._state import (
+    ContinuationRefused,
+    TensorStore,
+    Unencodable,
+    encode_state,
+)
+from mmexplain.persistence.allowlist import allowed, allowed_name, kind_of
 
 
 def _init_params(obj: Any) -> dict[str, Any]:
@@ -65,7 +72,10 @@ class Encoder:
             arr = np.asarray(obj)
             if arr.dtype.kind not in "biufU":
                 raise unsafe(where, obj)
-            return {"__scalar__": {"dtype": arr.dtype.str, "value": arr.item()}}
+            item = arr.item()
+            if isinstance(item, float) and not math.isfinite(item):
+                item = repr(item)
+            return {"__scalar__": {"dtype": arr.dtype.str, "value": item}}
         if isinstance(obj, type):
             name = allowed_name(obj)
             if name is None:
@@ -78,14 +88,16 @@ class Encoder:
             return {"__module__": self._module(obj, name, where)}
         return {"__object__": self._object(obj, name, where)}
 
-    def _tensor_file(self, state: dict[str, Any]) -> str:
-        import torch
-
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        member = f"tensors/{len(self.files)}.pt"
-        self.files[member] = buf.getvalue()
+    def _member(self, store: TensorStore) -> str:
+        member = f"tensors/{len(self.files)}.safetensors"
+        self.files[member] = store.pack()
         return member
+
+    def _state(self, state: Any, store: TensorStore, where: str) -> Any:
+        try:
+            return encode_state(state, "", store, self.value)
+        except Unencodable as exc:
+            raise unsafe(f"{where} state {exc.where}", state) from None
 
     def _module(self, module: Any, name: str, where: str) -> dict[str, Any]:
         params = encoder_init_params(module)
@@ -94,10 +106,13 @@ class Encoder:
             raise unsafe(
                 where, module, " (its constructor arguments cannot be recovered)"
             )
+        store = TensorStore()
+        state = self._state({"module": module.state_dict()}, store, where)
         return {
             "class": name,
             "params": {k: self.value(v, f"{where}.{k}") for k, v in params.items()},
-            "tensors": self._tensor_file({"module": module.state_dict()}),
+            "tensors": self._member(store),
+            "state": state,
         }
 
     def _array(self, arr: np.ndarray, where: str) -> dict[str, Any]:
@@ -141,6 +156,9 @@ class Encoder:
                 k: self.value(v, f"{label}.{k}") for k, v in sorted(params.items())
             },
         }
+        kind = kind_of(name)
+        if kind is not None:  # what loading would refuse is not written
+            check_params(kind, type(obj), params, label, saving=True)
         if role == "fitted":
             fitted = {
                 k: v
@@ -163,6 +181,7 @@ class Encoder:
             for k in NET_FITTED
             if hasattr(net, k) and k in vars(net)
         }
+        store = TensorStore()
         state = {
             "module": net.module_.state_dict(),
             "criterion": net.criterion_.state_dict(),
@@ -170,5 +189,45 @@ class Encoder:
         optimizer = getattr(net, "optimizer_", None)
         if optimizer is not None and hasattr(optimizer, "state_dict"):
             state["optimizer"] = optimizer.state_dict()
-        out["tensors"] = self._tensor_file(state)
+        out["state"] = self._state(state, store, label)
+        balancer = getattr(net, "balancer_", None)
+        if balancer is not None:
+            out["balancer_state"] = self._balancer(net, balancer, store, label)
+        out["tensors"] = self._member(store)
         out["history"] = self.value(list(net.history.to_list()), f"{label}.history")
+
+    def _balancer(
+        self, net: Any, balancer: Any, store: TensorStore, label: str
+    ) -> dict[str, Any]:
+        """The fitted balancer's state (attributes ending in ``_``), and what is left out."""
+        parameters = {id(p): n for n, p in net.module_.named_parameters()}
+        params = balancer.get_params(deep=False)
+        state = balancer.__getstate__() if hasattr(balancer, "__getstate__") else None
+        state = state if isinstance(state, dict) else dict(vars(balancer))
+        refused = vars(balancer).get("fit_started")
+        unsaved = (
+            list(refused.names) if isinstance(refused, ContinuationRefused) else []
+        )
+        saved = {}
+        for key, value in sorted(state.items()):
+            if not ATTR_NAME.match(key) or key in params:
+                continue
+            try:
+                saved[key] = encode_state(
+                    value,
+                    f"balancer.{key}",
+                    store,
+                    self.value,
+                    parameters=parameters,
+                )
+            except (Unencodable, TypeError):
+                unsaved.append(key)
+        if unsaved:
+            warnings.warn(
+                f"{label}.balancer_ holds state the safe model format cannot store "
+                f"({', '.join(sorted(unsaved))}): the loaded model predicts the same, "
+                "but refuses to continue training with partial_fit (fit retrains)",
+                UserWarning,
+                stacklevel=5,
+            )
+        return {"attributes": saved, "unsaved": sorted(unsaved)}

@@ -63,6 +63,7 @@ __all__ = [
     "allowed",
     "allowed_name",
     "canonical_name",
+    "kind_of",
     "resolve",
     "role_of",
 ]
@@ -190,6 +191,64 @@ def allowed() -> dict[str, Entry]:
     return dict(sorted(table.items()))
 
 
+#: what each allowed class is, in the order the tests of :func:`kind_of` try them:
+#: (kind, role, the base classes that make it one)
+_KINDS: tuple[tuple[str, str, str], ...] = (
+    ("estimator", "net", "mmexplain.estimators.base.MultimodalNetMixin"),
+    ("pipeline", "params", "sklearn.pipeline.Pipeline"),
+    ("balancer", "params", "mmexplain.balancers.Balancer"),
+    ("callback", "params", "skorch.callbacks.Callback"),
+    ("splitter", "params", "skorch.dataset.ValidSplit"),
+    ("encoder", "module", "torch.nn.Module"),
+    ("loss", "class", "torch.nn.modules.loss._Loss"),
+    ("network", "class", "torch.nn.Module"),
+    ("optimizer", "class", "torch.optim.Optimizer"),
+    ("iterator", "class", "mmexplain.data.TensorBatchIterator"),
+    ("iterator", "class", "torch.utils.data.DataLoader"),
+    ("dataset", "class", "torch.utils.data.Dataset"),
+)
+
+
+def _import(path: str) -> type:
+    module, attr = path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def kind_of(name: str) -> str | None:
+    """What the allow-listed class ``name`` is, which fixes where a file may use it.
+
+    ``'estimator'`` (a skorch net), ``'pipeline'``, ``'transformer'``
+    (mmexplain's ``ModalityTransformer``/``ModalitySplitter``), ``'scaler'``
+    (a scikit-learn scaler inside one), ``'balancer'``, ``'callback'``,
+    ``'splitter'`` (``ValidSplit``), ``'encoder'`` (an encoder instance of
+    ``module__encoders``), and the classes a net takes as parameters:
+    ``'network'`` (``module=``), ``'loss'`` (``criterion=``), ``'optimizer'``,
+    ``'iterator'`` (``iterator_train=``/``iterator_valid=``), ``'dataset'``.
+    None for a name that is not allowed (or fits no kind: then no file may
+    use it).
+
+    Examples
+    --------
+    >>> from mmexplain.persistence.allowlist import kind_of
+    >>> kind_of("mmexplain.MMTMNet"), kind_of("torch.nn.CrossEntropyLoss")
+    ('network', 'loss')
+    >>> kind_of("sklearn.preprocessing.StandardScaler"), kind_of("os.system")
+    ('scaler', None)
+    """
+    entry = allowed().get(name)
+    cls = None if entry is None else resolve(name)
+    if entry is None or cls is None:
+        return None
+    role = entry[1]
+    if role == "fitted":
+        return "transformer" if name.startswith("mmexplain.") else "scaler"
+    for kind, kind_role, base in _KINDS:
+        if role == kind_role and issubclass(cls, _import(base)):
+            return kind
+    return None
+
+
 def resolve(name: str) -> type | None:
     """The allow-listed class called ``name`` (None when it cannot be imported)."""
     modules, _ = allowed()[name]
@@ -249,3 +308,11 @@ def canonical_name(name: str) -> str:
     if name in allowed():
         return name
     return _aliases().get(name, name)
+
+
+def kind_of_class(cls: Any) -> str | None:
+    """:func:`kind_of` the allow-listed class ``cls`` (None when it is not allowed)."""
+    if not isinstance(cls, type):
+        return None
+    name = allowed_name(cls)
+    return None if name is None else kind_of(name)
