@@ -535,7 +535,7 @@ class Decoder:
         """Build the network on meta: its tensors and its output must fit the file."""
         import torch
 
-        from mmexplain.estimators._module import build_estimator_module
+        from mmexplain.estimators.base import build_estimator_module
 
         try:
             with _meta():
