@@ -16,6 +16,7 @@ _LAZY = {
     "ModalitySplitter": "mmexplain.preprocessing",
     "ModalityTransformer": "mmexplain.preprocessing",
     "MultimodalClassifier": "mmexplain.estimators",
+    "MultimodalRegressor": "mmexplain.estimators",
     "MultimodalSegmenter": "mmexplain.estimators",
     "LateFusionNet": "mmexplain.modules",
     "LateFusionSegNet": "mmexplain.modules",
@@ -52,13 +53,18 @@ __all__ = [
     "ModalitySplitter",
     "ModalityTransformer",
     "MultimodalClassifier",
+    "MultimodalRegressor",
     "MultimodalSegmenter",
     "__version__",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from mmexplain.data import ModalityDict
-    from mmexplain.estimators import MultimodalClassifier, MultimodalSegmenter
+    from mmexplain.estimators import (
+        MultimodalClassifier,
+        MultimodalRegressor,
+        MultimodalSegmenter,
+    )
     from mmexplain.modules import (
         ConvEncoder,
         LateFusionNet,

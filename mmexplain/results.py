@@ -20,6 +20,7 @@ subclass, so results can be rebuilt from their fields.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -560,6 +561,11 @@ class PermutationExplanation(ModalityExplanation):
         (NaN for a class without samples or without a positive change).
     classes : ndarray (C,) or None
         The class labels of those rows.
+    target_importances, target_shares : ndarray (T, M) or None
+        Regression models with a scoring computed per target (``'loss'``,
+        ``'r2'``, ``'neg_mean_squared_error'``, ...): the mean score change of
+        each target (row) when each modality is permuted, and its shares in
+        percent; ``importances`` are their uniform average over the targets.
 
     Examples
     --------
@@ -600,6 +606,8 @@ class PermutationExplanation(ModalityExplanation):
         "class_importances",
         "class_shares",
         "classes",
+        "target_importances",
+        "target_shares",
     )
     _per_modality = ("importances_mean", "importances_std")
     _scalars = ("baseline_score",)
@@ -690,6 +698,22 @@ class ConditionalExplanation(ModalityExplanation):
     _scalars = ("score_full", "d_util")
     _raw_field = "rates"
 
+    @property
+    def method_spec(self) -> MethodSpec | None:
+        """The spec, its legend naming the scoring the rates are of."""
+        spec = super().method_spec
+        scoring = self.scoring or self.params.get("scoring")
+        if spec is None or scoring in (None, "accuracy"):
+            return spec
+        what = {"loss": "loss increase", "r2": "R^2 lost"}.get(
+            scoring, f"{scoring} lost"
+        )
+        return dataclasses.replace(
+            spec,
+            legend=f"u(m|rest): relative {what} when the modality is ablated "
+            "(mean embedding for late-fusion networks)",
+        )
+
 
 class ShapleyExplanation(ModalityExplanation):
     """Result of :class:`~mmexplain.explainers.ModalityShapley`.
@@ -757,6 +781,25 @@ class ShapleyExplanation(ModalityExplanation):
     )
     _per_modality = ("mean_values", "standard_errors")
     _raw_field = "mean_values"
+
+    @property
+    def method_spec(self) -> MethodSpec | None:
+        """The spec; for a regressor's prediction values, of the mean absolute value.
+
+        A prediction's Shapley values move it both ways around the
+        baseline's prediction and average out near 0, so the report shows
+        ``mean_abs_values`` for ``value='prediction'`` (as the shares are).
+        """
+        spec = super().method_spec
+        if spec is None or self.params.get("value") != "prediction":
+            return spec
+        return dataclasses.replace(
+            spec,
+            column="|Shapley|",
+            field="mean_abs_values",
+            legend="|Shapley|: mean absolute per-sample Shapley value of the "
+            "prediction (absent modalities zeroed)",
+        )
 
     def n_rows(self) -> int | None:
         return None if self.values is None else len(self.values)

@@ -10,7 +10,12 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils import estimator_checks as ec
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from mmexplain import ModalityTransformer, MultimodalClassifier, MultimodalSegmenter
+from mmexplain import (
+    ModalityTransformer,
+    MultimodalClassifier,
+    MultimodalRegressor,
+    MultimodalSegmenter,
+)
 from mmexplain.balancers import ModalityDropout
 from mmexplain.discovery import all_estimators
 
@@ -34,6 +39,7 @@ DISCOVERED = all_estimators()
 EXTRA = [
     MultimodalClassifier(balancer=ModalityDropout(p=0.1)),
     MultimodalSegmenter(balancer=ModalityDropout()),
+    MultimodalRegressor(balancer=ModalityDropout(p=0.1)),
 ]
 
 
@@ -180,6 +186,53 @@ EXPECTED_FAILED_CHECKS = {
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
 )
 def test_check_estimator(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: non-writable arrays
+        check(estimator)
+
+
+class SingleModalityRegressor(MultimodalRegressor):
+    """Test-only: the regressor with a 2-D ``X`` as the single modality ``'x'``."""
+
+    _wrap = staticmethod(SingleModalityClassifier._wrap)
+
+    def fit(self, X, y, sample_weight=None, **fit_params):
+        return super().fit(self._wrap(X), y, sample_weight=sample_weight, **fit_params)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None, **fit_params):
+        return super().partial_fit(
+            self._wrap(X), y, classes=classes, sample_weight=sample_weight, **fit_params
+        )
+
+    def _outputs(self, X):
+        return super()._outputs(self._wrap(X))
+
+
+#: the regressor fails the classifier's deliberate differences that apply to it
+#: (not the y-flattening one: a (n, 1) y is one target of a multi-output
+#: regressor), and the regressor's version of the not-an-array check
+EXPECTED_FAILED_REGRESSOR_CHECKS = {
+    **{
+        k: v
+        for k, v in EXPECTED_FAILED_CHECKS.items()
+        if k not in ("check_classifier_data_not_an_array", "check_supervised_y_2d")
+    },
+    "check_regressor_data_not_an_array": EXPECTED_FAILED_CHECKS[
+        "check_classifier_data_not_an_array"
+    ],
+    "check_methods_subset_invariance": (
+        "the network computes in float32: predictions of a batch and of its "
+        "subsets differ in the last bits (relative 4e-7, BLAS blocking), beyond the "
+        "check's atol=1e-7 on float64 predictions"
+    ),
+}
+
+
+@parametrize_with_checks(
+    [SingleModalityRegressor(max_epochs=10, lr=0.05, batch_size=32)],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_REGRESSOR_CHECKS,
+)
+def test_check_estimator_regressor(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch: non-writable arrays
         check(estimator)

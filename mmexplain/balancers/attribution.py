@@ -109,8 +109,11 @@ class AttributionRegularizer(Balancer):
         Z = {m: z.requires_grad_(True) for m, z in self.Z_.items()}
         self.Z_ = None
         shares = modality_attribution(
-            Z, net.module_.fuse(**Z), create_graph=True
-        )  # (B, M)
+            Z,
+            net.module_.fuse(**Z),
+            create_graph=True,
+            regression=getattr(net, "_task", None) == "regression",
+        )  # (B, M): of the max logit, or of a regressor's prediction
         # samples whose attributions are all 0 are undefined (NaN): left out
         valid = torch.isfinite(shares).all(dim=1, keepdim=True)
         n_valid = valid.sum()

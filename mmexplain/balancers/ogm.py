@@ -69,6 +69,13 @@ class OGMGE(Balancer):
     deviation of each original gradient tensor is added to the encoder
     gradients of every modality, as the official code does.
 
+    **Regression** (:class:`~mmexplain.MultimodalRegressor`, an adaptation,
+    not in the paper): ``s_m = sum_batch mean_t exp(-(y_t - out_{m,t})^2 / 2)``,
+    the likelihood of the true targets under a unit-variance Gaussian
+    centred on modality ``m``'s outputs, in place of the true-class
+    probability. It assumes standardized targets (e.g.
+    ``TransformedTargetRegressor`` with a ``StandardScaler``).
+
     Unlike the official code, encoder parameters are found structurally
     (``module.encoders[m]``), never by parameter name, and all of an encoder's
     parameters are modulated, not only its 4-D conv kernels.
@@ -154,6 +161,7 @@ class OGMGE(Balancer):
     def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
         self._check_optimizer(getattr(net, "optimizer_", None))
         module = net.module_
+        self.regression_ = getattr(net, "_task", None) == "regression"
         self.modalities_ = tuple(module.modalities)
         self.slices_ = module.embedding_slices()
         self.params_ = {m: encoder_parameters(module, m) for m in self.modalities_}
@@ -223,11 +231,18 @@ class OGMGE(Balancer):
         out = ((fused.unsqueeze(1) * W.unsqueeze(0)) @ proj).transpose(
             1, 2
         ) + b  # (B, M, C)
-        s = (
-            torch.softmax(out, dim=2)
-            .gather(2, y.view(-1, 1, 1).expand(-1, M, 1))
-            .sum(dim=(0, 2))
-        )
+        if self.regression_:
+            # a regressor's analogue of the true-class probability: the
+            # likelihood of the true targets under a unit-variance Gaussian
+            # centred on modality m's outputs (standardized targets)
+            err = (out - y.to(out.dtype).reshape(len(y), 1, -1)) ** 2
+            s = torch.exp(-0.5 * err).mean(dim=2).sum(dim=0)
+        else:
+            s = (
+                torch.softmax(out, dim=2)
+                .gather(2, y.view(-1, 1, 1).expand(-1, M, 1))
+                .sum(dim=(0, 2))
+            )
         # data-parallel training: the scores of the whole global batch
         s = all_reduce_sum(s)
         others = (s.sum() - s) / (M - 1)

@@ -31,15 +31,17 @@ def batch_utilization(
     *,
     generator: torch.Generator | None = None,
     eps: float = 1e-8,
+    loss: Any = F.cross_entropy,
 ) -> torch.Tensor:
     """Differentiable in-batch permutation utilization shares (M,), summing to 1.
 
     ``MU_m = CE(fuse(Z with z_m's rows permuted within the batch), y) -
     CE(fuse(Z), y)``; shares are ``relu(MU) / sum relu(MU)``. They depend
     smoothly on the fusion head's weights (and on the encoders through
-    ``Z``), which is what makes a utilization *target* trainable.
+    ``Z``), which is what makes a utilization *target* trainable. ``loss``
+    replaces the cross-entropy (a regression model's criterion: MSE-based MU).
     """
-    base = F.cross_entropy(logits, y)
+    base = loss(logits, y)
     n = logits.shape[0]
     mus = []
     for m in Z:
@@ -51,7 +53,7 @@ def batch_utilization(
         perm = perm.to(Z[m].device)
         Zp = dict(Z)
         Zp[m] = Z[m].index_select(0, perm)
-        mus.append(F.cross_entropy(module.fuse(**Zp), y) - base)
+        mus.append(loss(module.fuse(**Zp), y) - base)
     mu = torch.relu(torch.stack(mus))
     return mu / (mu.sum() + eps)
 
@@ -180,7 +182,11 @@ class UtilizationTarget(Balancer):
     ) -> torch.Tensor | None:
         lam = self.lambda_(self.epoch_)
         Z, self.Z_ = self.Z_, None
-        shares = batch_utilization(net.module_, Z, y_pred, y, generator=self.generator_)
+        # the paper's cross-entropy; a regressor's own criterion (MSE-based MU)
+        loss = net.criterion_ if net._task == "regression" else F.cross_entropy
+        shares = batch_utilization(
+            net.module_, Z, y_pred, y, generator=self.generator_, loss=loss
+        )
         # shares are undefined (all 0) when no modality has positive MU: not counted
         self.share_mean_.add(shares, (shares.detach().sum() > 0).double())
         if lam == 0:

@@ -98,6 +98,15 @@ class SampleValuation(Balancer):
         self.random_state = random_state
 
     def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
+        if getattr(net, "_task", None) == "regression":
+            raise ValueError(
+                "SampleValuation is for classification: its value |S| * "
+                "1[prediction correct] and the re-sampling thresholds calibrated to "
+                "it (0.4, -0.1, gap = 1 - mean value) have no regression "
+                "counterpart; a loss-based value is in the targets' units, so the "
+                "same rule would depend on the scale of y. Use ModalityDropout or "
+                "UtilizationTarget for a regressor"
+            )
         if y is None or y.dim() != 1:
             raise ValueError(
                 "SampleValuation is for classification (one label per sample)"

@@ -25,6 +25,7 @@ __all__ = [
     "check_class_labels",
     "check_label_types",
     "check_masks",
+    "check_regression_targets",
     "check_y",
     "encode_labels",
 ]
@@ -308,6 +309,75 @@ def check_y(
         ):
             raise ValueError(f"{name} contains missing values (None/NaN)")
     return y
+
+
+def check_regression_targets(
+    y: Any, n: int | None = None, *, name: str = "y"
+) -> np.ndarray:
+    """Validate real-valued regression targets; returns float32 of shape (N, T).
+
+    ``y`` is ``(N,)`` (one target per sample, returned as ``(N, 1)``) or
+    ``(N, T)`` (``T`` targets per sample). Booleans and integers are accepted
+    as numbers; strings, objects, complex numbers, NaN, infinities and values
+    beyond float32 are refused with a ``ValueError``/``TypeError`` naming the
+    problem.
+
+    Parameters
+    ----------
+    y : array-like of shape (N,) or (N, T)
+        Targets.
+    n : int or None, default=None
+        The number of samples of ``X``; None checks ``y`` alone.
+    name : str, default='y'
+        How the messages name the targets.
+
+    Returns
+    -------
+    ndarray of float32, shape (N, T)
+
+    Examples
+    --------
+    >>> from mmexplain.data.validation import check_regression_targets
+    >>> check_regression_targets([0.5, 1.5, -2.0]).shape
+    (3, 1)
+    >>> check_regression_targets(["a", "b"])
+    Traceback (most recent call last):
+        ...
+    TypeError: y must hold real numbers for a regression model, got dtype <U1
+    """
+    y = check_y(y, n, name=name)
+    if y.dtype.kind not in "biuf":
+        if y.dtype.kind == "O":
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"{name} must hold real numbers for a regression model, got "
+                    "objects that are not numbers"
+                ) from None
+        else:
+            raise TypeError(
+                f"{name} must hold real numbers for a regression model, got dtype "
+                f"{y.dtype}"
+            )
+    if y.ndim == 1:
+        y = y.reshape(-1, 1)
+    elif y.ndim != 2:
+        raise ValueError(
+            f"{name} must be (N,) or (N, n_targets) for a regression model, got "
+            f"shape {y.shape}"
+        )
+    if y.shape[1] == 0:
+        raise ValueError(f"{name} has shape {y.shape}: no targets per sample")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    big = float(np.abs(y).max()) if y.size else 0.0
+    if big > float(np.finfo(np.float32).max):
+        raise ValueError(
+            f"{name} holds values up to {big:.3g}, beyond float32 (the network's "
+            "precision); rescale the targets (e.g. TransformedTargetRegressor)"
+        )
+    return y.astype(np.float32)
 
 
 def _label_kind(t: type) -> str:

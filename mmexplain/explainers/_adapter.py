@@ -21,7 +21,7 @@ from mmexplain.data import (
     check_y,
     encode_labels,
 )
-from mmexplain.data.validation import check_masks
+from mmexplain.data.validation import check_masks, check_regression_targets
 from mmexplain.modules.contract import (
     has_encode_fuse,
     is_branched,
@@ -81,6 +81,11 @@ class ForwardModel(nn.Module):
     classes : array-like or None, default=None
         Class labels of the outputs, in output order; ``y`` may then hold
         these labels rather than class indices.
+    task : {'classification', 'regression'}, default='classification'
+        'regression': the outputs are predictions of real targets, shape
+        ``(n,)`` or ``(n, n_targets)``, and ``y`` holds real targets (the
+        explainers then score them with regression scorings, e.g. the mean
+        squared error).
 
     Examples
     --------
@@ -107,6 +112,7 @@ class ForwardModel(nn.Module):
         device: Any = None,
         array_type: str = "torch",
         classes: Any = None,
+        task: str = "classification",
     ) -> None:
         super().__init__()
         if not callable(forward_func):
@@ -121,6 +127,12 @@ class ForwardModel(nn.Module):
             raise ValueError(
                 f"array_type must be one of {list(_ARRAY_TYPES)}, got {array_type!r}"
             )
+        if task not in ("classification", "regression"):
+            raise ValueError(
+                f"task must be 'classification' or 'regression', got {task!r}"
+            )
+        if task == "regression" and classes is not None:
+            raise ValueError("classes= is for classification; a regression has none")
         if isinstance(modalities, str):
             raise TypeError("modalities must be a sequence of names, not one string")
         if modalities is None and input_format in ("tuple", "args"):
@@ -136,6 +148,7 @@ class ForwardModel(nn.Module):
         self.modalities = None if modalities is None else tuple(modalities)
         self.array_type = array_type
         self.classes = None if classes is None else np.asarray(classes)
+        self.task = task
         self._device = check_device(device, who="ForwardModel")
 
     @property
@@ -192,6 +205,8 @@ class ForwardModel(nn.Module):
                     f"{type(out).__name__}"
                 ) from exc
             out = out.to(self.input_device)
+        if self.task == "regression" and out.dim() == 1 and int(out.shape[0]) == n:
+            out = out.unsqueeze(1)  # one prediction per sample
         if out.dim() < 2 or int(out.shape[0]) != n:
             raise ValueError(
                 f"forward_func returned an output of shape {tuple(out.shape)} for {n} "
@@ -208,6 +223,7 @@ class ForwardModel(nn.Module):
         return (
             f"forward_func={name}, input_format={self.input_format!r}, "
             f"modalities={self.modalities}, array_type={self.array_type!r}"
+            + (", task='regression'" if self.task == "regression" else "")
         )
 
 
@@ -414,6 +430,10 @@ class ModelAdapter:
             self.classes = module.classes
         #: a fitted MultimodalSegmenter: y must be masks of the input images' size
         self.segmentation = getattr(self.net, "_task", None) == "segmentation"
+        #: a regression model: real targets (N, T), outputs (N, T) are predictions
+        self.regression = _is_regression(self.net, module, criterion)
+        #: per-target mean of y (regression): sums of squares are taken around it
+        self.y_center: np.ndarray | None = None
         #: per-position size of y (masks: (H, W)), checked against the outputs
         self.target_size: tuple[int, ...] | None = None
 
@@ -447,6 +467,11 @@ class ModelAdapter:
         """
         y = check_y(y, n)
         self.target_size = None
+        if self.regression:
+            y = check_regression_targets(y, n)
+            self.target_size = (int(y.shape[1]),)
+            self.y_center = y.astype(np.float64).mean(axis=0) if len(y) else None
+            return y
         if self.segmentation:
             y = check_masks(y, spatial=spatial, what="the input images")
             self.target_size = tuple(int(d) for d in y.shape[1:])
@@ -481,6 +506,19 @@ class ModelAdapter:
         deep in the loss, or pair the wrong pixels.
         """
         size = self.target_size
+        if self.regression:
+            if logits.dim() == 1:
+                logits = logits.unsqueeze(1)  # one prediction per sample
+            if logits.dim() != 2 or (
+                size is not None and int(logits.shape[1]) != size[0]
+            ):
+                per = tuple(int(d) for d in logits.shape[1:])
+                raise ValueError(
+                    f"the regression model returns outputs of shape {per} per "
+                    f"sample, but y has {size[0] if size else '?'} target(s) per "
+                    "sample; the outputs must be (n, n_targets), one per target"
+                )
+            return logits
         if size is not None and tuple(logits.shape[2:]) != size:
             out = tuple(int(d) for d in logits.shape[2:])
             hint = (
@@ -508,8 +546,10 @@ class ModelAdapter:
 
     # -- per-element loss -----------------------------------------------------
     def elementwise_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Unreduced loss, shape (rows,) or (rows, H, W)."""
+        """Unreduced loss, shape (rows,), (rows, H, W) or (rows, T) (regression)."""
         crit = self.criterion
+        if self.regression and crit is None:
+            return F.mse_loss(logits, y.to(logits.dtype), reduction="none")
         if (
             crit is None
             or isinstance(crit, nn.CrossEntropyLoss)
@@ -539,3 +579,27 @@ class ModelAdapter:
                 "unreduced losses)"
             )
         return out
+
+
+_REGRESSION_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss)
+
+
+def _is_regression(net: Any, module: Any, criterion: Any) -> bool:
+    """Whether the model predicts real targets (a regressor) rather than classes.
+
+    A fitted :class:`~mmexplain.MultimodalRegressor` or any scikit-learn-style
+    regressor (e.g. skorch's ``NeuralNetRegressor``); a
+    ``ForwardModel(..., task='regression')``; or a plain module explained
+    with a regression ``loss_fn`` (``nn.MSELoss``, ``nn.L1Loss``,
+    ``nn.SmoothL1Loss``, ``nn.HuberLoss``).
+    """
+    if net is not None:
+        if getattr(net, "_task", None) is not None:
+            return net._task == "regression"
+        from sklearn.base import is_regressor
+
+        return bool(is_regressor(net))
+    if isinstance(module, ForwardModel):
+        return module.task == "regression"
+    loss = criterion if isinstance(criterion, type) else type(criterion)
+    return isinstance(loss, type) and issubclass(loss, _REGRESSION_LOSSES)

@@ -43,7 +43,9 @@ def bootstrap_scores(
     n_resamples: int,
     seed: int | None,
     n_classes: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    *,
+    return_sums: bool = False,
+) -> tuple[Any, ...]:
     """Scores of every perturbation and their bootstrap replicates.
 
     Returns
@@ -56,6 +58,8 @@ def bootstrap_scores(
     class_sums : ndarray of shape (P, n_classes, K) or None
         With ``n_classes``: the statistics summed over the rows of each class
         (``engine.y``), for per-class scores.
+    sums : ndarray of shape (P, K)
+        Only with ``return_sums``: the statistics summed over all rows.
     """
     from mmexplain.explainers._stats import make_stat
 
@@ -97,6 +101,8 @@ def bootstrap_scores(
             for b in range(len(resampled))
         ]
     )
+    if return_sums:
+        return scores, replicates, class_sums, sums
     return scores, replicates, class_sums
 
 

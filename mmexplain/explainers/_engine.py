@@ -323,6 +323,8 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         """Refuse class indices the outputs lack, on the first call (one sync)."""
         if not self._checked_labels and self.y is not None:
             self._checked_labels = True
+            if self.adapter.regression:  # real targets: no class range
+                return
             check_label_range(self.y, logits, self.adapter.ignore_index)
 
     def _check_output(
@@ -355,8 +357,6 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         ``collective=False`` skips the finiteness check across ranks (for a
         probe that only one rank runs).
         """
-        if self.y is None:
-            raise ValueError("these statistics need y")
         K, share = len(perturbations), self.hi - self.lo
         read_rows = min(max(share, 1), self.batch_size)
         rows = read_rows if rows_per_block is None else int(rows_per_block)
@@ -546,8 +546,11 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
             if group[0].output is not None:
                 logits = group[0].output(self.adapter.module, logits)
         self._check_labels(logits)  # before the statistics index with y
-        y = self.y[sl]
-        ys = y.repeat(len(group), *([1] * (y.dim() - 1))) if len(group) > 1 else y
+        if self.y is None:  # statistics of the outputs alone (e.g. the prediction)
+            ys = None
+        else:
+            y = self.y[sl]
+            ys = y.repeat(len(group), *([1] * (y.dim() - 1))) if len(group) > 1 else y
         st = stat(logits, ys).reshape(len(group), sl.stop - sl.start, -1)
         return st, self._check_output(logits, flag, st)
 

@@ -33,6 +33,12 @@ def make_stat(
     kinds: 'loss' -> [loss sum, count]; 'correct' -> [correct, count];
     'probability' -> [true-class probability sum, count]; 'confusion' ->
     flattened (C, C) confusion counts; 'proba' -> class probabilities (C).
+    Regression (outputs and targets (rows, T)): 'prediction' -> [prediction
+    sum over the targets, T]; 'regression' -> per target the residual
+    ``r = y - f``, ``r^2``, ``|r|``, the centred target ``y - c`` and its
+    square, the loss, then a count of 1 (6 T + 1 columns, float64; ``c`` is
+    ``adapter.y_center``, which keeps sums of squares accurate); 'outputs' ->
+    the outputs themselves (T).
     """
     ignore = adapter.ignore_index
 
@@ -84,7 +90,32 @@ def make_stat(
     def proba(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits.float(), dim=1)
 
+    def prediction(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        flat = out.reshape(out.shape[0], -1).float()
+        count = torch.full_like(flat[:, 0], float(flat.shape[1]))
+        return torch.stack([flat.sum(dim=1), count], dim=1)
+
+    center = adapter.y_center
+
+    def regression(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        f, t = out.double(), y.double()
+        r = t - f
+        c = (
+            t
+            if center is None
+            else t - torch.as_tensor(center, dtype=torch.float64, device=t.device)
+        )
+        per = adapter.elementwise_loss(out, y.to(out.dtype)).double()
+        ones = torch.ones_like(r[:, :1])
+        return torch.cat([r, r * r, r.abs(), c, c * c, per, ones], dim=1)
+
+    def outputs(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return out.float()
+
     table = {
+        "prediction": prediction,
+        "regression": regression,
+        "outputs": outputs,
         "loss": loss,
         "correct": correct,
         "probability": probability,

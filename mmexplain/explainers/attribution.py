@@ -25,6 +25,7 @@ def modality_alphas(
     y: torch.Tensor | None = None,
     create_graph: bool = False,
     ignore_index: int | None = None,
+    regression: bool = False,
 ) -> torch.Tensor:
     """Per-sample modality attributions ``alpha`` (B, M), float64.
 
@@ -51,13 +52,19 @@ def modality_alphas(
         Keep the graph of the gradients (for attribution regularization).
     ignore_index : int or None, default=None
         Pixels labelled so contribute nothing.
+    regression : bool, default=False
+        ``out`` are a regression model's predictions (B, T): differentiate
+        the prediction (summed over the targets) instead of a logit; ``y``
+        is not used.
 
     Returns
     -------
     Tensor
         (B, M) float64, modalities in the order of ``Z``.
     """
-    if y is None:
+    if regression:
+        sel = out.reshape(out.shape[0], -1).sum(dim=1)
+    elif y is None:
         sel = out.max(dim=1).values
     else:
         # pixels labelled ignore_index contribute nothing (and are not gathered)
@@ -70,7 +77,11 @@ def modality_alphas(
         sel = out.gather(1, safe.unsqueeze(1)).squeeze(1) * valid
     sel = sel.reshape(sel.shape[0], -1).sum(dim=1)
     zs = list(Z.values())
-    grads = torch.autograd.grad(sel.sum(), zs, create_graph=create_graph)
+    grads = torch.autograd.grad(
+        sel.sum(), zs, create_graph=create_graph, allow_unused=True
+    )
+    # an input the model does not use has no gradient: zero attribution
+    grads = tuple(torch.zeros_like(z) if g is None else g for g, z in zip(grads, zs))
     return torch.stack(
         [
             torch.linalg.vector_norm(
@@ -89,6 +100,7 @@ def modality_attribution(
     y: torch.Tensor | None = None,
     create_graph: bool = False,
     ignore_index: int | None = None,
+    regression: bool = False,
 ) -> torch.Tensor:
     """Per-sample modality attribution shares (B, M) from embeddings ``Z`` and logits ``out``.
 
@@ -100,7 +112,12 @@ def modality_attribution(
     regularization).
     """
     alpha = modality_alphas(
-        Z, out, y=y, create_graph=create_graph, ignore_index=ignore_index
+        Z,
+        out,
+        y=y,
+        create_graph=create_graph,
+        ignore_index=ignore_index,
+        regression=regression,
     )
     dtype = functools.reduce(torch.promote_types, (z.dtype for z in Z.values()))
     return (alpha / alpha.sum(dim=1, keepdim=True)).to(dtype)
@@ -122,7 +139,10 @@ class GradientModalityAttribution(BaseModalityExplainer):
     ----------
     output : {'max', 'true'}, default='max'
         Differentiate the largest logit (the paper) or the true-class logit
-        (needs ``y``).
+        (needs ``y``). For a regression model the prediction is
+        differentiated (summed over the targets when there are several;
+        recorded as ``params['output'] = 'prediction'``), and 'true' is
+        refused.
     level : {'auto', 'embedding', 'input'}, default='auto'
         Where to attribute; 'auto' is 'embedding' when the model has
         ``encode``/``fuse``.
@@ -208,6 +228,13 @@ class GradientModalityAttribution(BaseModalityExplainer):
             require(
                 adapter.module, "encode_fuse", "level='embedding'", error=ValueError
             )
+        regression = adapter.regression
+        if regression and self.output == "true":
+            raise ValueError(
+                "output='true' differentiates the true-class logit, but the model is "
+                "a regression model; the default output='max' differentiates its "
+                "prediction"
+            )
         if self.output == "max":  # y is not used: never checked or sent to the device
             ctx = dataclasses.replace(ctx, y=None)
         engine = self._engine(
@@ -223,6 +250,7 @@ class GradientModalityAttribution(BaseModalityExplainer):
                     out,
                     y=y if self.output == "true" else None,
                     ignore_index=adapter.ignore_index,
+                    regression=regression,
                 ),
                 width=len(modalities),
             )
@@ -248,7 +276,7 @@ class GradientModalityAttribution(BaseModalityExplainer):
             modalities=modalities,
             method="attribution",
             params={
-                "output": self.output,
+                "output": "prediction" if regression else self.output,
                 "level": level,
                 "n_undefined": int((~valid).sum()),
             },

@@ -10,7 +10,7 @@ from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 
@@ -67,6 +67,8 @@ class Scoring:
     finalize: Callable[[np.ndarray], float]
     per_sample: bool = False  # finalize needs (N, P) rather than summed (P,)
     estimator_scorer: Callable | None = None  # sklearn-style (estimator, X, y) scorer
+    #: regression: the score of each target from the same statistics, (T,)
+    finalize_outputs: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def _ratio(s: np.ndarray) -> float:
@@ -98,6 +100,8 @@ def resolve_scoring(
     ``scorer(estimator, X, y)`` (higher is better; runs the estimator on
     materialized perturbed data, without the fast path).
     """
+    if adapter.regression and not callable(scoring):
+        return _regression_scoring(scoring, adapter, y_labels)
     if callable(scoring) and not isinstance(scoring, str):
         return Scoring(
             name=getattr(scoring, "__name__", type(scoring).__name__),
@@ -175,6 +179,123 @@ def resolve_scoring(
         return value
 
     return Scoring(scoring, "proba", True, finalize, per_sample=True)
+
+
+#: named regression scorings computed from the additive 'regression' statistic:
+#: the score of each target from its sums (columns: r, r^2, |r|, y - c,
+#: (y - c)^2, loss per target, then the row count)
+def _regression_parts(s: np.ndarray) -> tuple[np.ndarray, ...]:
+    t = (s.shape[-1] - 1) // 6
+    parts = [s[..., k * t : (k + 1) * t] for k in range(6)]
+    n = s[..., 6 * t]
+    return (*parts, n)
+
+
+def _per_target_r2(s: np.ndarray) -> np.ndarray:
+    _, r2, _, c, c2, _, n = _regression_parts(s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ss_tot = c2 - c * c / n
+        out = 1.0 - r2 / ss_tot
+    # scikit-learn's r2_score(force_finite=True): a constant target scores 1
+    # when predicted exactly, else 0
+    const = ~(ss_tot > 1e-12 * np.maximum(c2, 1e-300))
+    return np.where(const, np.where(r2 == 0, 1.0, 0.0), out)
+
+
+def _per_target_explained_variance(s: np.ndarray) -> np.ndarray:
+    r, r2, _, c, c2, _, n = _regression_parts(s)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_y = c2 / n - (c / n) ** 2
+        var_r = r2 / n - (r / n) ** 2
+        out = 1.0 - var_r / var_y
+    const = ~(var_y > 1e-12 * np.maximum(c2 / n, 1e-300))
+    return np.where(const, np.where(var_r <= 0, 1.0, 0.0), out)
+
+
+def _per_target_mean(k: int, sign: float, root: bool = False) -> Callable:
+    def per_target(s: np.ndarray) -> np.ndarray:
+        parts = _regression_parts(s)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = parts[k] / parts[-1]
+        return sign * (np.sqrt(mean) if root else mean)
+
+    return per_target
+
+
+_REGRESSION_SCORINGS: dict[str, tuple[Callable, bool]] = {
+    # name: (score of each target from the statistics, greater_is_better)
+    "loss": (_per_target_mean(5, 1.0), False),
+    "r2": (_per_target_r2, True),
+    "explained_variance": (_per_target_explained_variance, True),
+    "neg_mean_squared_error": (_per_target_mean(1, -1.0), True),
+    "neg_root_mean_squared_error": (_per_target_mean(1, -1.0, root=True), True),
+    "neg_mean_absolute_error": (_per_target_mean(2, -1.0), True),
+}
+
+
+def _regression_scoring(scoring: Any, adapter: ModelAdapter, y: Any) -> Scoring:
+    """A regression model's scoring: additive ones from per-row sums, others per sample.
+
+    ``'loss'`` (the model's criterion, mean squared error by default),
+    ``'r2'``, ``'explained_variance'``, ``'neg_mean_squared_error'``,
+    ``'neg_root_mean_squared_error'`` and ``'neg_mean_absolute_error'`` are
+    computed from additive per-row statistics (so bootstrap intervals and
+    per-target scores come from the same model calls); any other
+    scikit-learn regression scorer (``'max_error'``,
+    ``'neg_median_absolute_error'``, ``'d2_absolute_error_score'``, ...)
+    is given the outputs themselves. Several targets are averaged uniformly,
+    as scikit-learn's ``multioutput='uniform_average'``.
+    """
+    if not isinstance(scoring, str):
+        raise TypeError(
+            f"scoring must be a string or a callable, got {type(scoring).__name__}"
+        )
+    if scoring in _REGRESSION_SCORINGS:
+        per_target, greater = _REGRESSION_SCORINGS[scoring]
+        return Scoring(
+            scoring,
+            "regression",
+            greater,
+            lambda s: float(np.mean(per_target(s))),
+            finalize_outputs=per_target,
+        )
+    hint = (
+        "for a regression model use 'loss', 'r2', 'explained_variance', "
+        "'neg_mean_squared_error', 'neg_root_mean_squared_error', "
+        "'neg_mean_absolute_error' or another scikit-learn regression scorer"
+    )
+    from sklearn.metrics import get_scorer
+
+    try:
+        scorer = get_scorer(scoring)
+    except ValueError:
+        raise ValueError(f"unknown scoring {scoring!r}; {hint}") from None
+    module = getattr(getattr(scorer, "_score_func", None), "__module__", "") or ""
+    if not module.endswith("_regression"):
+        raise ValueError(
+            f"scoring={scoring!r} scores classes, but the model is a regression "
+            f"model (real-valued outputs); {hint}"
+        )
+    y_true = np.asarray(y)
+
+    def finalize(outputs: np.ndarray) -> float:
+        pred = outputs[:, 0] if y_true.ndim == 1 else outputs
+        return float(scorer(_FixedRegression(pred), np.zeros((len(pred), 1)), y_true))
+
+    return Scoring(scoring, "outputs", True, finalize, per_sample=True)
+
+
+class _FixedRegression(RegressorMixin, BaseEstimator):
+    """A fitted regressor whose predictions on any ``X`` are the given outputs."""
+
+    def __init__(self, outputs: np.ndarray) -> None:
+        self.outputs = outputs
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.outputs, dtype=np.float64)
 
 
 def _scorer_takes_labels(scorer: Any) -> bool:

@@ -78,8 +78,11 @@ class ConditionalUtilization(BaseModalityExplainer):
         ``'input_mean'``). None uses the data being explained (recorded as
         ``params['reference'] = 'explained data'``). Wu et al. (2022) use the
         training split: pass ``reference=X_train``.
-    scoring : str, default='accuracy'
-        'accuracy', 'loss', 'miou' or a scikit-learn scorer name.
+    scoring : str, default='auto'
+        'accuracy', 'loss', 'miou', 'r2' or a scikit-learn scorer name.
+        'auto' is 'accuracy' (the paper's) for classifiers and segmenters and
+        'r2' for regression models, whose rate is then the share of the
+        explained variance lost without the modality.
     batch_size, device, show_progress, loss_fn :
         As in :class:`PermutationModalityImportance`.
     target : dict or None
@@ -147,7 +150,7 @@ class ConditionalUtilization(BaseModalityExplainer):
         self,
         ablation: str = "auto",
         reference: Any = None,
-        scoring: str = "accuracy",
+        scoring: str = "auto",
         batch_size: int | str = "auto",
         device: Any = None,
         target: dict[str, float] | None = None,
@@ -214,8 +217,11 @@ class ConditionalUtilization(BaseModalityExplainer):
             raise ValueError("conditional utilization needs at least two modalities")
         ablation = self._resolve_ablation(ctx)
         reference = self._reference(ctx)
+        name = self.scoring
+        if name == "auto":
+            name = "r2" if ctx.adapter.regression else "accuracy"
         scoring = resolve_scoring(
-            self.scoring,
+            name,
             ctx.adapter,
             classification=ctx.y.ndim == 1,
             y_labels=ctx.y_raw,
@@ -237,10 +243,11 @@ class ConditionalUtilization(BaseModalityExplainer):
 
         n_classes = None
         if self.per_class:
-            if ctx.y.ndim != 1:
+            if ctx.y.ndim != 1 or ctx.adapter.regression:
                 raise ValueError(
                     "per_class needs one class per sample (a classifier); a "
-                    "segmenter's rows hold pixels of many classes"
+                    "segmenter's rows hold pixels of many classes and a "
+                    "regression model has none"
                 )
             classes = ctx.adapter.classes
             n_classes = len(classes) if classes is not None else int(ctx.y.max()) + 1

@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from mmexplain.data import permute_rows, take_rows
 from mmexplain.explainers._bootstrap import bootstrap_scores, class_sums
 from mmexplain.explainers._engine import Perturbation
+from mmexplain.explainers._stats import make_stat
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
     ExplainContext,
@@ -232,10 +233,16 @@ class PermutationModalityImportance(BaseModalityExplainer):
         # N rows instead of M * R, and one index upload per repeat and block
         shared = [rng.permutation(n).astype(index_dtype) for _ in range(self.n_repeats)]
         perms = [shared for _ in modalities]
-        if self.per_class and y_idx.ndim != 1:
+        regression = ctx.adapter.regression
+        if self.per_class and (regression or y_idx.ndim != 1):
             raise ValueError(
                 "per_class needs one class per sample (a classifier); a segmenter's "
-                "rows hold pixels of many classes"
+                "rows hold pixels of many classes and a regression model has none"
+            )
+        if self.class_index is not None and regression:
+            raise ValueError(
+                "class_index is for classifiers; a regression model's importances "
+                "of each target are in the result's target_importances"
             )
         if self.class_index is not None:
             if self.per_class:
@@ -249,7 +256,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         scoring = resolve_scoring(
             self.scoring, ctx.adapter, classification=y_idx.ndim == 1, y_labels=y_raw
         )
-        boot_values = boot_shares = seed = by_class = None
+        boot_values = boot_shares = seed = by_class = sums = None
         n_classes = self._n_classes(ctx) if self.per_class else None
         if scoring.estimator_scorer is not None:
             if self.n_bootstrap or self.per_class:
@@ -269,8 +276,14 @@ class PermutationModalityImportance(BaseModalityExplainer):
             ]
             if self.n_bootstrap:
                 seed = resolve_seed(self.random_state)
-                scores, boot, by_class = bootstrap_scores(
-                    engine, perturbations, scoring, self.n_bootstrap, seed, n_classes
+                scores, boot, by_class, sums = bootstrap_scores(
+                    engine,
+                    perturbations,
+                    scoring,
+                    self.n_bootstrap,
+                    seed,
+                    n_classes,
+                    return_sums=True,
                 )
                 boot_permuted = boot[:, 1:].reshape(
                     len(boot), len(modalities), self.n_repeats
@@ -285,6 +298,10 @@ class PermutationModalityImportance(BaseModalityExplainer):
             elif self.per_class:
                 by_class = class_sums(engine, perturbations, scoring, n_classes)
                 scores = np.array([scoring.finalize(s) for s in by_class.sum(axis=1)])
+            elif scoring.finalize_outputs is not None:  # regression: per target too
+                stat = make_stat(scoring.stat, engine.adapter)
+                sums = engine.evaluate(perturbations, stat).cpu().numpy()
+                scores = np.array([scoring.finalize(t) for t in sums])
             else:
                 scores = evaluate_scores(engine, perturbations, scoring)
             base = float(scores[0])
@@ -294,6 +311,17 @@ class PermutationModalityImportance(BaseModalityExplainer):
             (base - permuted) if scoring.greater_is_better else (permuted - base)
         )
         mean = importances.mean(axis=1)
+        target_importances = target_shares = None
+        if sums is not None and scoring.finalize_outputs is not None:
+            per_target = np.array([scoring.finalize_outputs(t) for t in sums])  # (K, T)
+            permuted_t = per_target[1:].reshape(len(modalities), self.n_repeats, -1)
+            change = (
+                per_target[0] - permuted_t
+                if scoring.greater_is_better
+                else permuted_t - per_target[0]
+            )
+            target_importances = change.mean(axis=1).T  # (T, M)
+            target_shares = normalize_rows(target_importances)
         class_importances = class_shares = classes = None
         if by_class is not None:
             class_importances = self._class_importances(by_class, scoring, modalities)
@@ -324,6 +352,8 @@ class PermutationModalityImportance(BaseModalityExplainer):
             class_importances=class_importances,
             class_shares=class_shares,
             classes=classes,
+            target_importances=target_importances,
+            target_shares=target_shares,
         )
 
     @staticmethod

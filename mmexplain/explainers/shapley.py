@@ -30,9 +30,10 @@ _STAT_OF_VALUE = {
     "correct": "correct",
     "probability": "probability",
     "neg_loss": "loss",
+    "prediction": "prediction",
 }
 
-_VALUES = ("probability", "neg_loss", "correct")
+_VALUES = ("auto", "probability", "neg_loss", "correct", "prediction")
 _BASELINES = ("auto", "zeros", "mean", "zero_input", "mean_input")
 #: most modalities computed exactly: 2^16 coalitions per row
 MAX_EXACT = 16
@@ -68,9 +69,16 @@ class ModalityShapley(BaseModalityExplainer):
     the model's performance on that sample when the modalities outside ``S``
     are replaced by a baseline:
 
-    - ``value='probability'`` (default): the true-class probability (mean over
-      pixels for segmentation). A modality the model ignores gets exactly 0.
-    - ``value='neg_loss'``: minus the loss (mean over pixels).
+    - ``value='probability'`` (the default for classifiers and segmenters):
+      the true-class probability (mean over pixels for segmentation). A
+      modality the model ignores gets exactly 0.
+    - ``value='prediction'`` (the default for regression models): the
+      prediction itself (the mean over the targets when there are several),
+      as shap explains a regressor's output; needs no ``y``. For an additive
+      model ``f = sum_m g_m(x_m)`` the value of ``m`` is exactly
+      ``g_m(x_m) - g_m(baseline)``.
+    - ``value='neg_loss'``: minus the loss (mean over pixels, or over the
+      targets of a regression).
     - ``value='correct'`` (the paper's code, used by
       :class:`~mmexplain.balancers.SampleValuation`): ``v(S) = |S| *
       1[prediction from S is correct]`` with ``v(empty) = 0``; for
@@ -104,11 +112,16 @@ class ModalityShapley(BaseModalityExplainer):
     normalized to 100 (as the other explainers' shares): a modality whose
     values only move predictions both ways averages out near 0. shap's
     ``plots.bar`` ranks by the mean *absolute* value instead, which credits
-    such movement; it is ``mean_abs_values`` on the result.
+    such movement; it is ``mean_abs_values`` on the result. With
+    ``value='prediction'`` (regression) the shares are of the mean absolute
+    values: a prediction moves both ways around the baseline's by design.
 
     Parameters
     ----------
-    value : {'probability', 'neg_loss', 'correct'}, default='probability'
+    value : {'auto', 'probability', 'prediction', 'neg_loss', 'correct'}, default='auto'
+        The value of a coalition (above); 'auto' is 'prediction' for a
+        regression model and 'probability' otherwise. The value used is
+        recorded in the result's ``params``.
     baseline : {'auto', 'zeros', 'mean', 'zero_input', 'mean_input'}, default='auto'
     n_samples : int or None, default=None
         Orderings for Monte-Carlo estimation; None is exact (or 200 orderings
@@ -172,7 +185,7 @@ class ModalityShapley(BaseModalityExplainer):
         # than left to the defaults. The paper's |S| x correct value credits a
         # modality for being present, so it is not used to report use.
         return cls(
-            value="probability",
+            value="auto",  # the true-class probability; a regressor's prediction
             baseline="auto",
             n_samples=None if n_modalities <= 10 else 100,
             random_state=random_state,
@@ -181,7 +194,7 @@ class ModalityShapley(BaseModalityExplainer):
 
     def __init__(
         self,
-        value: str = "probability",
+        value: str = "auto",
         baseline: str = "auto",
         n_samples: int | None = None,
         max_exact: int = 10,
@@ -222,6 +235,32 @@ class ModalityShapley(BaseModalityExplainer):
         "per_class": ["boolean"],
     }
 
+    def _needs_y(self) -> bool:
+        # 'auto' checks for y once the model's task is known (_resolve_value)
+        return self.value not in ("auto", "prediction")
+
+    def _resolve_value(self, ctx: ExplainContext) -> str:
+        """``value``, with 'auto' resolved and the model's task checked."""
+        regression = ctx.adapter.regression
+        value = self.value
+        if value == "auto":
+            return "prediction" if regression else "probability"
+        if regression and value in ("probability", "correct"):
+            raise ValueError(
+                f"value={value!r} needs classes, but the model is a regression model; "
+                "use value='prediction' (the default for regressors) or 'neg_loss'"
+            )
+        if not regression and value == "prediction":
+            raise ValueError(
+                "value='prediction' is for regression models (real-valued outputs); "
+                "for a classifier use value='probability' or 'neg_loss'"
+            )
+        if value != "prediction" and ctx.y is None:
+            raise ValueError(
+                f"ModalityShapley(value={value!r}) needs y (targets) to score the model"
+            )
+        return value
+
     def _resolve_baseline(self, ctx: ExplainContext) -> str:
         if self.baseline == "auto":
             return "zeros" if ctx.adapter.split else "zero_input"
@@ -238,6 +277,7 @@ class ModalityShapley(BaseModalityExplainer):
     def _explain(self, ctx: ExplainContext) -> ShapleyExplanation:
         modalities = ctx.modalities
         M = len(modalities)
+        value = self._resolve_value(ctx)
         baseline = self._resolve_baseline(ctx)
         on_embeddings = baseline in ("zeros", "mean")
         reference = self._reference(ctx)
@@ -274,7 +314,7 @@ class ModalityShapley(BaseModalityExplainer):
             orderings, prefix_masks = self._orderings(M)
             masks = np.unique(prefix_masks)
         out = self._block_values(
-            engine, modalities, masks, absent, orderings, prefix_masks
+            engine, modalities, masks, absent, orderings, prefix_masks, value
         )
         values, standard_errors, v_empty, v_full, interaction_values = out
         gap = (
@@ -285,9 +325,10 @@ class ModalityShapley(BaseModalityExplainer):
         mean_values = values.mean(axis=0)
         class_values = class_shares = class_labels = None
         if self.per_class:
-            if ctx.y is None or ctx.y.ndim != 1:
+            if ctx.y is None or ctx.y.ndim != 1 or ctx.adapter.regression:
                 raise ValueError(
-                    "per_class needs one class per sample (a classifier with y)"
+                    "per_class needs one class per sample (a classifier with y); "
+                    "a regression model has no classes"
                 )
             classes = ctx.adapter.classes
             n_classes = len(classes) if classes is not None else int(ctx.y.max()) + 1
@@ -304,7 +345,7 @@ class ModalityShapley(BaseModalityExplainer):
             modalities=modalities,
             method="shapley",
             params={
-                "value": self.value,
+                "value": value,
                 "baseline": baseline,
                 "exact": exact,
                 "n_samples": None if exact else int(len(orderings)),
@@ -314,7 +355,14 @@ class ModalityShapley(BaseModalityExplainer):
                 "path": engine.path,
                 "model_calls": engine.head_calls,
             },
-            shares=normalize_shares(mean_values, what="Shapley"),
+            # a prediction's values move it both ways around the baseline's
+            # prediction: its shares are of the mean absolute values (shap's
+            # global importance); performance values (probability, loss) are
+            # signed, so a modality that hurts on average gets no share
+            shares=normalize_shares(
+                np.abs(values).mean(axis=0) if value == "prediction" else mean_values,
+                what="Shapley",
+            ),
             values=values,
             base_values=v_empty,
             mean_values=mean_values,
@@ -336,6 +384,7 @@ class ModalityShapley(BaseModalityExplainer):
         absent: dict,
         orderings: np.ndarray | None,
         prefix_masks: np.ndarray | None,
+        value: str,
     ) -> tuple[
         np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray | None
     ]:
@@ -345,10 +394,8 @@ class ModalityShapley(BaseModalityExplainer):
         values are known, so only ``(2^M, block)`` statistics exist at a time.
         """
         M = len(modalities)
-        stat = make_stat(_STAT_OF_VALUE[self.value], engine.adapter)
-        evaluated = [
-            int(mk) for mk in masks if not (self.value == "correct" and mk == 0)
-        ]
+        stat = make_stat(_STAT_OF_VALUE[value], engine.adapter)
+        evaluated = [int(mk) for mk in masks if not (value == "correct" and mk == 0)]
         perturbations = [
             Perturbation(
                 {
@@ -367,8 +414,8 @@ class ModalityShapley(BaseModalityExplainer):
         scale = torch.tensor(
             [
                 bin(mk).count("1")
-                if self.value == "correct"
-                else (-1.0 if self.value == "neg_loss" else 1.0)
+                if value == "correct"
+                else (-1.0 if value == "neg_loss" else 1.0)
                 for mk in evaluated
             ],
             dtype=torch.float64,

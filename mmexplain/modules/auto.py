@@ -12,7 +12,7 @@ from mmexplain.modules.fusion import LateFusionNet, LateFusionSegNet
 
 __all__ = ["build_module"]
 
-_TASKS = ("classification", "segmentation")
+_TASKS = ("classification", "segmentation", "regression")
 
 
 def _shape(name: str, shape: object) -> tuple[int, ...]:
@@ -47,14 +47,16 @@ def build_module(
     input_shapes : dict of str to tuple of int
         Per-sample shape of each modality (without the batch dimension).
     n_classes : int
-        Number of classes.
-    task : {'classification', 'segmentation'}, default='classification'
+        Number of classes (of regression targets for ``task='regression'``).
+    task : {'classification', 'segmentation', 'regression'}, default='classification'
         ``'classification'``: a :class:`LateFusionNet` whose encoders are
         chosen per modality: ``(F,)`` -> :class:`MLPEncoder`; ``(L, F)`` ->
         :class:`MLPEncoder` on the flattened ``L * F`` features; ``(C, H, W)``
         -> :class:`ConvEncoder`. ``'segmentation'``: a
         :class:`LateFusionSegNet`; every modality must be ``(C, H, W)`` with
-        the same ``H, W``.
+        the same ``H, W``. ``'regression'``: the classification network with
+        ``n_classes`` real outputs (its last layer is linear, so the outputs
+        are the predictions).
     embedding_dim : int, default=32
         Embedding size of every encoder (classification), or the width of the
         decision conv layer (segmentation).

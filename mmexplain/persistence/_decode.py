@@ -548,7 +548,11 @@ class Decoder:
         _compare_state(module.state_dict(), got, f"{where}.module_")
         shapes = fitted.get("input_shapes_")
         classes = fitted.get("classes_inferred_")
-        n = len(classes) if classes is not None else fitted.get("n_classes_")
+        n = (
+            len(classes)
+            if classes is not None
+            else fitted.get("n_classes_", fitted.get("n_outputs_"))
+        )
         if shapes is None or n is None:
             return
         try:
@@ -571,7 +575,8 @@ class Decoder:
         if ok:
             ok = width == n if explicit is None else (width == explicit and n <= width)
         if not ok:
-            what = f"{n} classes" + (
+            unit = "targets" if "n_outputs_" in fitted else "classes"
+            what = f"{n} {unit}" + (
                 "" if explicit is None else f" (module__n_classes={explicit})"
             )
             got_shape = (

@@ -50,6 +50,8 @@ NET_FITTED = (
     "input_shapes_",
     "seed_",
     "n_classes_",
+    "n_outputs_",
+    "y_ndim_",
 )
 ATTR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_$")
 #: tags of plain values (data, never objects)

@@ -229,12 +229,28 @@ def net_rules() -> dict[str, Rule]:
     }
 
 
-#: ``criterion__<name>`` parameters of ``CrossEntropyLoss`` a file may set
+#: ``criterion__<name>`` parameters a file may set (``CrossEntropyLoss``;
+#: ``beta`` and ``delta`` of the regression losses ``SmoothL1Loss``, ``HuberLoss``)
 _CRITERION: dict[str, Callable[[Any], bool]] = {
     "ignore_index": _is_int,
     "reduction": lambda v: v in ("mean", "sum"),
     "label_smoothing": lambda v: _is_real(v) and 0 <= v <= 1,
+    "beta": lambda v: _is_real(v) and math.isfinite(v) and v >= 0,
+    "delta": lambda v: _is_real(v) and math.isfinite(v) and v > 0,
 }
+
+#: the losses a regressor's file may name: their outputs are the predictions
+_REGRESSION_LOSSES = ("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss")
+
+
+def _regression_criterion(value: Any) -> str | None:
+    import torch
+
+    if any(value is getattr(torch.nn, name) for name in _REGRESSION_LOSSES):
+        return None
+    return "must be one of " + ", ".join(f"torch.nn.{n}" for n in _REGRESSION_LOSSES)
+
+
 #: ``iterator_train__<name>`` / ``iterator_valid__<name>`` parameters a file may set
 _ITERATOR: dict[str, Callable[[Any], bool]] = {
     "batch_size": lambda v: _is_int(v) and v >= 1,
@@ -352,6 +368,8 @@ def param_problems(
                 problem = _dunder(key, value, params)
             elif key not in defaults:
                 problem = "is not a parameter of this estimator"
+            elif key == "criterion" and getattr(cls, "_task", None) == "regression":
+                problem = _regression_criterion(value)
             elif key in rules:
                 problem = rules[key](value, params)
                 if problem is not None:
@@ -547,9 +565,14 @@ def check_net_fitted(
     """Types, ranges and consistency of a net's fitted attributes."""
     from mmexplain.seeding import MAX_SEED
 
-    segmenter = getattr(cls, "_task", "classification") == "segmentation"
-    own = {"n_classes_"} if segmenter else {"classes_inferred_"}
-    allowed = (set(NET_FITTED) - {"n_classes_", "classes_inferred_"}) | own
+    task = getattr(cls, "_task", "classification")
+    own = {
+        "segmentation": {"n_classes_"},
+        "regression": {"n_outputs_", "y_ndim_"},
+    }.get(task, {"classes_inferred_"})
+    allowed = (
+        set(NET_FITTED) - {"n_classes_", "classes_inferred_", "n_outputs_", "y_ndim_"}
+    ) | own
     for key in fitted:
         if key not in allowed:
             raise _fail(where, f"unexpected fitted attribute {key!r}")
@@ -571,6 +594,16 @@ def check_net_fitted(
         _check_classes(
             fitted["classes_inferred_"], params, f"{where}.classes_inferred_"
         )
+    if ("n_outputs_" in fitted) != ("y_ndim_" in fitted):
+        raise _fail(where, "n_outputs_ and y_ndim_ come together")
+    if "n_outputs_" in fitted:
+        n, ndim = fitted["n_outputs_"], fitted["y_ndim_"]
+        if not (_is_int(n) and 1 <= n <= 2**31):
+            raise _fail(f"{where}.n_outputs_", "must be an integer >= 1")
+        if ndim not in (1, 2) or (ndim == 1 and n != 1):
+            raise _fail(
+                f"{where}.y_ndim_", "must be 1 (one target, y of shape (N,)) or 2"
+            )
     if "n_classes_" in fitted:
         n = fitted["n_classes_"]
         if not (_is_int(n) and 1 <= n <= 2**31):

@@ -94,6 +94,8 @@ THIRD_PARTY: dict[str, Entry] = {
             "BCEWithLogitsLoss",
             "MSELoss",
             "L1Loss",
+            "SmoothL1Loss",
+            "HuberLoss",
         )
     },
     **{
