@@ -553,9 +553,10 @@ def test_derived_allow_list_keeps_the_former_table():
     # third-party classes are listed explicitly, and no more than before but
     # the two regression losses a MultimodalRegressor may train with (issue 22)
     third = {n for n in table if not n.startswith("mmexplain.")}
-    assert third == {
-        n for n in FORMER_ALLOW_LIST if not n.startswith("mmexplain.")
-    } | {"torch.nn.SmoothL1Loss", "torch.nn.HuberLoss"}
+    assert third == {n for n in FORMER_ALLOW_LIST if not n.startswith("mmexplain.")} | {
+        "torch.nn.SmoothL1Loss",
+        "torch.nn.HuberLoss",
+    }
     # every mmexplain entry is a public class whose role the hierarchy gives
     for name in table.keys() - third:
         assert name in public, name
