@@ -72,6 +72,10 @@ EXPECTED = {
         "ogm_ge_coefficients.png",
     ],
     "out_of_core.py": ["out_of_core_explainers.png"],
+    "regression_utilization.py": [
+        "regression_known_truth.png",
+        "regression_diabetes.png",
+    ],
 }
 
 TIMEOUT_S = 180
