@@ -20,6 +20,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "sphinxext"))
 
+import mmexplain_api  # noqa: E402  (doc/sphinxext: the members of the class pages)
+
 import mmexplain  # noqa: E402
 
 # -- project ---------------------------------------------------------------
@@ -33,6 +35,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.extlinks",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
     "sphinx.ext.viewcode",
     "numpydoc",
@@ -56,7 +59,22 @@ exclude_patterns = [
 templates_path = ["_templates"]
 default_role = "literal"
 nitpicky = False
-# no network: no intersphinx (every external name is plain text)
+# Links to the documentation of Python, NumPy, scikit-learn, skorch, PyTorch and
+# shap. The build has no network: each project's inventory is a local file,
+# written by doc/data/make_inventories.py for the names these docs refer to,
+# and the links point at the projects' stable URLs.
+_INVENTORIES = {
+    "python": "https://docs.python.org/3/",
+    "numpy": "https://numpy.org/doc/stable/",
+    "sklearn": "https://scikit-learn.org/stable/",
+    "skorch": "https://skorch.readthedocs.io/en/stable/",
+    "torch": "https://docs.pytorch.org/docs/stable/",
+    "shap": "https://shap.readthedocs.io/en/latest/",
+}
+intersphinx_mapping = {
+    name: (url, str(HERE / "_inventories" / f"{name}.inv"))
+    for name, url in _INVENTORIES.items()
+}
 # the docstrings' References sections cite with :doi: and :arxiv:
 extlinks = {
     "doi": ("https://doi.org/%s", "doi:%s"),
@@ -69,6 +87,8 @@ myst_heading_anchors = 3
 
 # -- autodoc / autosummary / numpydoc ---------------------------------------
 autosummary_generate = True
+# the class template lists the members mmexplain_api.shown_members chooses
+autosummary_context = mmexplain_api.autosummary_context()
 autosummary_imported_members = False
 autodoc_default_options = {"show-inheritance": True}
 autodoc_typehints = "none"  # the NumPy docstrings state the types
@@ -77,7 +97,38 @@ numpydoc_show_class_members = False  # the autosummary templates list members
 numpydoc_show_inherited_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_attributes_as_param_list = True
-numpydoc_xref_param_type = False
+# types in Parameters / Returns link to their documentation; only the words
+# below are links (numpydoc_xref_ignore = "all"), the rest stays plain text
+numpydoc_xref_param_type = True
+numpydoc_xref_ignore = "all"
+numpydoc_xref_aliases = {
+    "ndarray": "numpy.ndarray",
+    "RandomState": "numpy.random.RandomState",
+    "Generator": "numpy.random.Generator",
+    "Tensor": "torch.Tensor",
+    "nn.Module": "torch.nn.Module",
+    "Module": "torch.nn.Module",
+    "Dataset": "torch.utils.data.Dataset",
+    "DataLoader": "torch.utils.data.DataLoader",
+    "device": "torch.device",
+    "BaseEstimator": "sklearn.base.BaseEstimator",
+    "Pipeline": "sklearn.pipeline.Pipeline",
+    "NeuralNet": "skorch.net.NeuralNet",
+    "NeuralNetClassifier": "skorch.classifier.NeuralNetClassifier",
+    "Callback": "skorch.callbacks.Callback",
+    "ModalityExplanation": "mmexplain.ModalityExplanation",
+    "ModalityDict": "mmexplain.ModalityDict",
+    "Balancer": "mmexplain.balancers.Balancer",
+    "dict": "dict",
+    "list": "list",
+    "tuple": "tuple",
+    "str": "str",
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "callable": "callable",
+    "None": "None",
+}
 numpydoc_validation_checks: set[str] = set()
 
 # -- sphinx-gallery ----------------------------------------------------------

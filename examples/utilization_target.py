@@ -26,25 +26,27 @@ that setting:
 
 What to look for in the output
 ------------------------------
-* Vanilla leans on ``'a'``: about 94% of the test MU (reference
-  92.7%).
-* On the **training** split each target's MU lands within +-10 points of the
-  target (reference 30/59/79%; here about 22/59/78%): this reproduces the
-  paper's claim.
-* On the **test** split the order of the targets is kept and all stay below
-  vanilla, but 50% overshoots by more than 10 points (reference 34/66/86%;
-  here about 25/64/83%): the claim does *not* hold on held-out data at
-  strength 3.
-* Robustness: with noise of variance 2 on ``'a'`` the 25% model keeps more
-  accuracy than vanilla (about 0.79 vs 0.72 here; reference
-  0.782 vs 0.718), and from variance 1 on it stays above vanilla
-  (``utilization_target_noise.png``). It pays about 4 points of clean
-  accuracy; the 50% and 75% models are as accurate as vanilla and somewhat
-  more robust.
-* ``utilization_target_history.png``: test MU of each modality per epoch.
-  Vanilla sits at ``'a'`` ~93% from the first epoch. The 25% run starts below
-  its target during the clipped-exponential warm-up, then oscillates around
-  it, by up to +-15 points at first and less later.
+The numbers below the code are this run's; the text states only what they
+are compared with, and the script prints its own reading of them at the end
+(the "reproduction check" and the summary after it).
+
+* Vanilla leans on ``'a'``: its test MU of ``'a'`` is compared with 85%
+  (reference 92.7%).
+* On the **training** split each target's MU should land within +-10 points
+  of the target (reference 30/59/79%): the paper's claim.
+* On the **test** split the question is whether the targets hold on
+  held-out data. In the reference run they did not at strength 3 (34/66/86%:
+  the 50% target overshoots by 16 points); how far the test MU lands from
+  the targets varies from run to run, and the check prints whether this run
+  is within +-10 points. The order of the targets, all below vanilla, is
+  checked too.
+* Robustness: accuracy with Gaussian noise of variance 2 on ``'a'``, the 25%
+  model against vanilla (reference 0.782 vs 0.718), and the whole sweep in
+  ``utilization_target_noise.png``. The table also shows what the targets
+  cost in clean accuracy.
+* ``utilization_target_history.png``: test MU of each modality per epoch,
+  for vanilla and for the 25% run; the dotted lines are the 25% run's
+  targets and the dashed line the end of the clipped-exponential warm-up.
 * ``utilization_target_mu.png``: train and test MU of ``'a'`` per model
   against the targets.
 * The script ends with a "reproduction check" that prints, for each claim,
@@ -194,7 +196,7 @@ print(
     + f"% -> {verdict(max(map(abs, gap_train)) <= 10)}"
 )
 print(
-    "  test MU within +-10 points of the targets (ref 34/66/86%, expected NOT): "
+    "  test MU within +-10 points of the targets (ref 34/66/86%, 16 points off): "
     + "/".join(f"{v[n]:.0f}" for n in names)
     + f"% -> {verdict(max(map(abs, gap_test)) <= 10)}"
 )
@@ -210,6 +212,23 @@ a25, a0 = (
 print(
     f"  noise var 2 on 'a': target 25% {a25:.3f} vs vanilla {a0:.3f}"
     f" (ref 0.782 vs 0.718) -> {verdict(a25 > a0 + 0.02)}"
+)
+
+# %%
+# In words, from this run's numbers
+# ---------------------------------
+worst = max(zip(map(abs, gap_test), names))
+cost = table.loc["vanilla", "accuracy"] - table.loc["target 25%", "accuracy"]
+print(
+    f"\nOn the training split the MU of 'a' is at most "
+    f"{max(map(abs, gap_train)):.0f} points from its target. On the test split the "
+    "farthest is "
+    f"{worst[1]} at {v[worst[1]]:.0f}% ({worst[0]:.0f} points off), so the claim "
+    + ("holds" if worst[0] <= 10 else "does not hold")
+    + " on held-out data in this run. With noise of variance 2 on 'a' the 25% model "
+    + ("keeps more" if a25 > a0 else "keeps less")
+    + f" accuracy than vanilla ({a25:.2f} vs {a0:.2f}); on clean data it gives up "
+    f"{100 * cost:.1f} points of accuracy."
 )
 
 # %%

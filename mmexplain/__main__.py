@@ -14,6 +14,9 @@ Examples (each line runs as shown, in this order, in an empty directory)::
     mmexplain export-data train.npz --split train --target-key label
     mmexplain train --data train.npz --target-key label --test-size 0.2 --epochs 3 --plot ''
     mmexplain --quiet --repeats 3 explain model.mmx test.npz --plot ''
+    mmexplain --quiet explain model.mmx test.npz --plot '' --html report.html
+    mmexplain --quiet explain model.mmx test.npz --plot '' --format json --explainers permutation,shapley
+    mmexplain --quiet --bootstrap 50 explain model.mmx test.npz --plot '' --format csv
 
 ``train --data`` and ``explain`` read an ``.npz`` file (``numpy.savez``)
 holding one array per modality, named like the modalities, with the samples
@@ -25,8 +28,19 @@ saves the whole pipeline (the per-modality scalers and the classifier) with
 :func:`mmexplain.persistence.save_model`, a format that runs no code when it
 is loaded. Pickled models load only with ``explain --trust-pickle``.
 
-Options such as ``--seed``, ``--repeats``, ``--plot`` and ``--quiet`` go before
-or after the subcommand. Exit status: 0 on success, 1 when no explainer could
+``--format json`` prints the report as one JSON object and ``--format csv``
+as one row per explainer and modality (:func:`mmexplain.report.report_as_dict`,
+:func:`mmexplain.report.report_rows`); the other messages then go to stderr.
+``--explainers`` chooses which explainers run, ``--bootstrap N`` adds
+confidence intervals, ``--html`` writes the whole report as one page
+(:func:`mmexplain.report.html_report`). torch runs on one CPU thread unless
+``--threads`` (or ``OMP_NUM_THREADS``) says otherwise: for the small networks
+of the command line, more threads are slower. Progress bars are tqdm bars on a
+terminal and plain lines (no carriage returns) in a log.
+
+Options such as ``--seed``, ``--repeats``, ``--format``, ``--plot`` and
+``--quiet`` go before or after the subcommand. ``--version`` prints the
+version. Exit status: 0 on success, 1 when no explainer could
 run on the model, 2 when the input is unusable (bad options; missing,
 truncated or mismatched files), with one ``error: ...`` line on stderr.
 """
@@ -35,6 +49,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import json
 import os
 import sys
 import time
@@ -45,7 +61,16 @@ from typing import Any
 import numpy as np
 
 from mmexplain._cli_args import build_parser
-from mmexplain.report import format_report, modality_report, plot_report, report_legend
+from mmexplain.report import (
+    format_report,
+    html_report,
+    modality_report,
+    plot_report,
+    report_as_dict,
+    report_explainers,
+    report_legend,
+    report_rows,
+)
 
 # modality_report lives in mmexplain.report; importable from here as before
 __all__ = ["main", "modality_report"]
@@ -112,16 +137,54 @@ def _split(X: Any, y: np.ndarray, test_size: float, seed: int) -> list[Any]:
             return train_test_split(X, y, test_size=test_size, random_state=seed)
 
 
-def _print_report(model: Any, X: Any, y: Any, args: Any, title: str) -> int:
-    """Print the table (and save the plot); exit status 1 when no explainer ran."""
-    kwargs = {"n_repeats": args.repeats, "random_state": args.seed}
-    report = modality_report(model, X, y, show_progress=not args.quiet, **kwargs)
+def _info(args: argparse.Namespace, text: str) -> None:
+    """A message for the reader: stdout with the table, stderr with json / csv."""
+    print(text, file=sys.stdout if args.format == "table" else sys.stderr)
+
+
+def _check_report_options(args: argparse.Namespace) -> None:
+    """Fail before any work on unusable report options (names, output files)."""
+    _check_output(args.plot, "--plot")
+    _check_output(args.html, "--html")
+    with _usage_errors("--explainers: ", (TypeError, ValueError)):
+        report_explainers(2, explainers=args.explainers, show_progress=False)
+
+
+def _print_report(
+    model: Any, X: Any, y: Any, args: Any, title: str, summary: dict[str, Any]
+) -> int:
+    """Print the report in ``--format`` (and save the plot and the page).
+
+    ``summary`` (data, samples, score) heads the JSON object. Exit status 1
+    when no explainer ran.
+    """
+    report = modality_report(
+        model,
+        X,
+        y,
+        explainers=args.explainers,
+        n_repeats=args.repeats,
+        n_bootstrap=args.bootstrap,
+        random_state=args.seed,
+        show_progress=not args.quiet,
+    )
     if not report:
         msg = "error: no explainer could run on this model (see the notes above)"
         print(msg, file=sys.stderr)
         return 1
     shapes = {m: tuple(np.asarray(v).shape[1:]) for m, v in X.items()}
-    print(f"\n{format_report(report, shapes)}\n\n{report_legend(report)}")
+    if args.format == "json":
+        from mmexplain import __version__
+
+        payload = {"mmexplain": __version__, **summary, **report_as_dict(report)}
+        print(json.dumps(payload, indent=2, allow_nan=False))
+    elif args.format == "csv":
+        rows = report_rows(report)
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(f"\n{format_report(report, shapes)}\n\n{report_legend(report)}")
     if args.plot:
         import matplotlib
 
@@ -132,7 +195,13 @@ def _print_report(model: Any, X: Any, y: Any, args: Any, title: str) -> int:
         with _usage_errors(f"cannot save the plot to {args.plot}: ", OSError):
             fig.savefig(args.plot, dpi=120)
         plt.close(fig)
-        print(f"\nplot saved to {args.plot}")
+        _info(args, f"\nplot saved to {args.plot}")
+    if args.html:
+        with _usage_errors(f"cannot write the page {args.html}: ", OSError):
+            html_report(
+                report, args.html, model=model, y=y, input_shapes=shapes, title=title
+            )
+        _info(args, f"\nHTML report saved to {args.html}")
     return 0
 
 
@@ -177,38 +246,45 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mmexplain.persistence import save_model
 
     _check_output(args.save_model, "--save-model")
-    _check_output(args.plot, "--plot")
+    _check_report_options(args)
     X, y, source, what = _train_data(args)
     X_train, X_test, y_train, y_test = _split(X, y, args.test_size, args.seed)
     scaled = f"{args.scaler}-scaled per modality" if args.scaler != "none" else ""
     shapes = ", ".join(
         f"{m} {'x'.join(map(str, np.shape(v)[1:]))}" for m, v in X.items()
     )
-    print(
+    _info(
+        args,
         f"{what}, {len(list(X))} modalities ({shapes}); train {len(y_train)} / test "
-        f"{len(y_test)}, {scaled or 'not scaled'}"
+        f"{len(y_test)}, {scaled or 'not scaled'}",
     )
     pipe = _pipeline(args, list(X))
     t0 = time.perf_counter()
     with _usage_errors(f"cannot train on {source}: ", (TypeError, ValueError)):
         pipe.fit(X_train, y_train)
-    print(
+    test_score = pipe.score(X_test, y_test)
+    _info(
+        args,
         f"trained in {time.perf_counter() - t0:.1f} s; test accuracy "
-        f"{pipe.score(X_test, y_test):.3f} (train {pipe.score(X_train, y_train):.3f})"
+        f"{test_score:.3f} (train {pipe.score(X_train, y_train):.3f})",
     )
     if args.save_model:
         with _usage_errors(f"cannot save the model to {args.save_model}: ", OSError):
             save_model(pipe, args.save_model)
-        print(f"model (scalers and classifier) saved to {args.save_model}")
+        _info(args, f"model (scalers and classifier) saved to {args.save_model}")
     title = f"mmexplain: modality use on {source} (test split)"
-    return _print_report(pipe[-1], pipe[:-1].transform(X_test), y_test, args, title)
+    summary = {"data": source, "split": "test", "n_samples": len(y_test)}
+    summary["score"] = float(test_score)
+    return _print_report(
+        pipe[-1], pipe[:-1].transform(X_test), y_test, args, title, summary
+    )
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from mmexplain.data import check_X_fitted, encode_labels, load_npz
     from mmexplain.explainers import unwrap_model
 
-    _check_output(args.plot, "--plot")
+    _check_report_options(args)
     model = _read_model(args.model, args.trust_pickle)
     with _usage_errors():
         X, y = load_npz(args.data, target_key=args.target_key)
@@ -221,8 +297,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         if getattr(final, "classes_", None) is not None:
             encode_labels(y, final.classes_)
         score = model.score(X, y)
-    print(f"score on {args.data}: {score:.3f} ({len(y)} samples)")
-    return _print_report(final, Xt, y, args, f"mmexplain: modality use ({args.data})")
+    _info(args, f"score on {args.data}: {score:.3f} ({len(y)} samples)")
+    title = f"mmexplain: modality use ({args.data})"
+    summary = {"data": args.data, "n_samples": len(y), "score": float(score)}
+    return _print_report(final, Xt, y, args, title, summary)
 
 
 def _cmd_export_data(args: argparse.Namespace) -> int:
@@ -254,7 +332,29 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    return build_parser(__doc__ or "", epochs=_DEFAULT_EPOCHS, plot=_DEFAULT_PLOT)
+    from mmexplain import __version__
+
+    return build_parser(
+        __doc__ or "", epochs=_DEFAULT_EPOCHS, plot=_DEFAULT_PLOT, version=__version__
+    )
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Any:
+    """torch's CPU threads for the command (``--threads``), restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is None:
+        threads = None if os.environ.get("OMP_NUM_THREADS") else 1
+    elif threads == 0:
+        threads = None
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _show_warning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
@@ -282,7 +382,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error argparse reported
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     try:
-        with warnings.catch_warnings():  # restores the caller's warning display
+        with (
+            warnings.catch_warnings(),  # restores the caller's warning display
+            _torch_threads(getattr(args, "threads", None)),
+        ):
             warnings.showwarning = _show_warning
             return _COMMANDS[args.command](args)
     except _UsageError as exc:

@@ -39,8 +39,18 @@ positive_float = _number(float, lambda v: v > 0, "> 0")
 fraction = _number(float, lambda v: 0 < v < 1, "between 0 and 1")
 
 
+def names(text: str) -> list[str]:
+    """An argparse ``type``: a comma-separated list of names, none empty."""
+    parts = [part.strip() for part in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(
+            f"expected names separated by commas (e.g. permutation,shapley), got {text!r}"
+        )
+    return parts
+
+
 def _add_common(parser: argparse.ArgumentParser, plot: str, *, sub: bool) -> None:
-    """``--seed``, ``--repeats``, ``--plot``, ``--quiet``: before or after the subcommand."""
+    """The options of ``train`` and ``explain``: before or after the subcommand."""
 
     def add(flag: str, default: Any, text: str, **kwargs: Any) -> None:
         if sub:
@@ -62,10 +72,52 @@ def _add_common(parser: argparse.ArgumentParser, plot: str, *, sub: bool) -> Non
         type=positive_int,
     )
     add(
+        "--explainers",
+        None,
+        "which explainers run, comma-separated, from permutation, conditional, "
+        "shapley, attribution (not given: all four)",
+        type=names,
+        metavar="NAMES",
+    )
+    add(
+        "--bootstrap",
+        0,
+        "bootstrap resamples of the explained rows for confidence intervals of "
+        "permutation and conditional utilization (json/csv output; 0: none)",
+        type=non_negative_int,
+        metavar="N",
+    )
+    add(
+        "--format",
+        "table",
+        "how the report is printed: a text table with its legend, one JSON object "
+        "(per explainer: per-modality values, shares, errors, intervals), or CSV "
+        "(one row per explainer and modality); with json and csv only the report "
+        "goes to stdout, the other messages to stderr",
+        choices=("table", "json", "csv"),
+    )
+    add(
+        "--html",
+        "",
+        "also write the report as one self-contained HTML page here "
+        "(mmexplain.report.html_report; '' for none)",
+        metavar="HTML",
+    )
+    add(
         "--plot",
         plot,
         "where to save the report's bar chart ('' for none)",
         metavar="PNG",
+    )
+    add(
+        "--threads",
+        None,
+        "CPU threads of torch (not given: 1, or OMP_NUM_THREADS when that is "
+        "set; one thread is fastest for the small networks of the command line "
+        "and leaves the other cores free; 0: torch's own setting, by default one "
+        "per core)",
+        type=non_negative_int,
+        metavar="N",
     )
     add("--quiet", False, "no progress bars", action="store_true")
 
@@ -171,12 +223,15 @@ def _add_export(sub: Any) -> None:
     )
 
 
-def build_parser(doc: str, *, epochs: int, plot: str) -> argparse.ArgumentParser:
+def build_parser(
+    doc: str, *, epochs: int, plot: str, version: str
+) -> argparse.ArgumentParser:
     """The parser of ``mmexplain``; ``doc`` gives its description and examples.
 
     ``doc`` is the command line's module docstring: its second paragraph is
     the description, the paragraph of ``mmexplain ...`` lines the examples.
-    ``epochs`` and ``plot`` are the defaults of ``--epochs`` and ``--plot``.
+    ``epochs`` and ``plot`` are the defaults of ``--epochs`` and ``--plot``;
+    ``version`` is what ``--version`` prints after the program's name.
     """
     paragraphs = doc.split("\n\n")
     examples = next((p for p in paragraphs if p.lstrip().startswith("mmexplain")), "")
@@ -185,6 +240,12 @@ def build_parser(doc: str, *, epochs: int, plot: str) -> argparse.ArgumentParser
         description=paragraphs[1],
         epilog="examples:\n" + examples,
         formatter_class=_Formatter,
+    )
+    ap.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {version}",
+        help="print the version of mmexplain and exit",
     )
     _add_common(ap, plot, sub=False)
     sub = ap.add_subparsers(

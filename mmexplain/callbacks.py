@@ -12,6 +12,10 @@ __all__ = ["ConditionalLearningSpeed", "EpochProgressBar", "UtilizationHistory"]
 class EpochProgressBar(Callback):
     """A tqdm bar over epochs showing the latest losses (lighter than skorch's per-batch bar).
 
+    When standard error is not a terminal (a log file, CI), the bar is
+    plain lines instead, one every 10 % of the epochs, without the carriage
+    returns a tqdm bar writes.
+
     Parameters
     ----------
     desc : str, default='training'
@@ -41,9 +45,9 @@ class EpochProgressBar(Callback):
     def on_train_begin(
         self, net: Any, X: Any = None, y: Any = None, **kwargs: Any
     ) -> None:
-        from tqdm.auto import tqdm
+        from mmexplain._core.progress import progress_bar
 
-        self.bar_ = tqdm(total=net.max_epochs, desc=self.desc, leave=True)
+        self.bar_ = progress_bar(net.max_epochs, self.desc, leave=True)
 
     def on_epoch_end(self, net: Any, **kwargs: Any) -> None:
         last = net.history[-1]

@@ -26,6 +26,22 @@ def confusion_counts(
 ) -> np.ndarray:
     """Confusion matrix ``(n_classes, n_classes)`` over all pixels (rows: truth).
 
+    Parameters
+    ----------
+    y_true : array-like of int
+        True labels (any shape, e.g. masks ``(N, H, W)``).
+    y_pred : array-like of int
+        Predicted labels, the same size as ``y_true``.
+    n_classes : int
+        Number of classes; labels must lie in ``[0, n_classes)``.
+    ignore_index : int or None, default=None
+        Pixels whose true label is this are not counted.
+
+    Returns
+    -------
+    ndarray of shape (n_classes, n_classes)
+        ``counts[i, j]``: pixels of true class ``i`` predicted as ``j``.
+
     Examples
     --------
     >>> from mmexplain.metrics import confusion_counts
@@ -70,6 +86,23 @@ def mean_iou(
     mean (their IoU is undefined); pixels labelled ``ignore_index`` are
     ignored.
 
+    Parameters
+    ----------
+    y_true : array-like of int
+        True labels (e.g. masks ``(N, H, W)``).
+    y_pred : array-like of int
+        Predicted labels, the same size as ``y_true``.
+    n_classes : int or None, default=None
+        Number of classes; None is one more than the largest label in
+        ``y_true`` (outside ``ignore_index``) and ``y_pred``.
+    ignore_index : int or None, default=None
+        Pixels whose true label is this are left out.
+
+    Returns
+    -------
+    float
+        The mean IoU over the classes present, NaN when none is.
+
     Examples
     --------
     >>> import numpy as np
@@ -104,6 +137,20 @@ def utilization_distance(
     ``shares`` and ``target`` may be percentages or fractions (each is
     normalized to sum to 1); ``target=None`` is the uniform distribution.
     Mappings are aligned by modality name.
+
+    Parameters
+    ----------
+    shares : mapping of str to float, or array-like of shape (M,)
+        Non-negative shares with a positive sum (e.g. an explanation's
+        ``shares``).
+    target : mapping of str to float, array-like of shape (M,) or None, default=None
+        The shares to compare with; a mapping when ``shares`` is one, with
+        the same modality names.
+
+    Returns
+    -------
+    float
+        Half the sum of absolute differences of the normalized shares.
 
     Examples
     --------
@@ -146,6 +193,27 @@ def check_target(
     """Validate a utilization target ``{modality: share}`` that must sum to 1.
 
     Returns the target in modality order; ``None`` stays ``None``.
+
+    Parameters
+    ----------
+    target : mapping of str to float or None
+        A share in ``[0, 1]`` for every modality, summing to 1.
+    modalities : tuple of str
+        The model's modalities, in order.
+    atol : float, default=1e-6
+        How far from 1 the sum may be.
+
+    Returns
+    -------
+    dict of str to float or None
+
+    Raises
+    ------
+    TypeError
+        ``target`` is not a mapping.
+    ValueError
+        Unknown or missing modalities, negative or non-finite shares, a sum
+        other than 1.
 
     Examples
     --------

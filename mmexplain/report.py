@@ -20,6 +20,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval, validate_params
 
 from mmexplain.discovery import all_estimators
+from mmexplain.explainers import BaseModalityExplainer
 from mmexplain.results import MethodSpec, ModalityExplanation
 
 __all__ = [
@@ -27,10 +28,15 @@ __all__ = [
     "html_report",
     "modality_report",
     "plot_report",
+    "report_as_dict",
     "report_explainers",
     "report_legend",
+    "report_rows",
 ]
 
+
+# the base class's for_report (None: not in the report)
+_NO_REPORT = BaseModalityExplainer.for_report.__func__
 
 _REPORT_PARAMS = {
     "n_repeats": [Interval(Integral, 1, None, closed="left")],
@@ -39,14 +45,42 @@ _REPORT_PARAMS = {
 }
 
 
+def _check_names(explainers: Any, known: list[str]) -> list[str] | None:
+    """``explainers`` as a list of known method names (None: all of them)."""
+    if explainers is None:
+        return None
+    if isinstance(explainers, str) or not all(
+        isinstance(name, str) for name in explainers
+    ):
+        raise TypeError(
+            "explainers must be a list of method names such as ['permutation', "
+            f"'shapley'], got {explainers!r}"
+        )
+    names = list(explainers)
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        what = f"unknown explainer(s) {unknown}" if unknown else "no explainer chosen"
+        raise ValueError(
+            f"{what}: the report's explainers are {', '.join(map(repr, known))}"
+        )
+    return names
+
+
 @validate_params(
-    {"n_modalities": [Interval(Integral, 1, None, closed="left")], **_REPORT_PARAMS},
+    {
+        "n_modalities": [Interval(Integral, 1, None, closed="left")],
+        "explainers": "no_validation",  # _check_names: a clearer message
+        "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
+        **_REPORT_PARAMS,
+    },
     prefer_skip_nested_validation=True,
 )
 def report_explainers(
     n_modalities: int,
     *,
+    explainers: Any = None,
     n_repeats: int = 10,
+    n_bootstrap: int = 0,
     random_state: Any = 0,
     show_progress: bool = True,
 ) -> dict[str, Any]:
@@ -57,10 +91,22 @@ def report_explainers(
     n_modalities : int
         Number of modalities of the model (an explainer may decline, e.g.
         exact Shapley beyond its limit).
+    explainers : list of str or None, default=None
+        Method names of the explainers to run (``'permutation'``,
+        ``'conditional'``, ``'shapley'``, ``'attribution'``), kept in report
+        order; None runs all of them. An unknown name is a ``ValueError``
+        that lists the known ones.
     n_repeats : int, default=10
         Permutation repeats.
+    n_bootstrap : int, default=0
+        Bootstrap resamples of the explained rows, set on the explainers
+        that take ``n_bootstrap`` (permutation and conditional utilization),
+        with ``random_state`` as their seed, so that their results hold
+        confidence intervals; 0 for none.
     random_state : int, RandomState or None, default=0
+        Seed of the permutations and of Monte-Carlo Shapley.
     show_progress : bool, default=True
+        Progress bars.
 
     Returns
     -------
@@ -71,8 +117,10 @@ def report_explainers(
     >>> from mmexplain.report import report_explainers
     >>> list(report_explainers(3, show_progress=False))
     ['permutation', 'conditional', 'shapley', 'attribution']
+    >>> list(report_explainers(3, explainers=["shapley", "permutation"]))
+    ['permutation', 'shapley']
     """
-    chosen = []
+    chosen, known = [], []
     for _, cls in all_estimators("explainer"):
         explainer = cls.for_report(
             n_modalities=n_modalities,
@@ -81,6 +129,8 @@ def report_explainers(
             show_progress=show_progress,
         )
         spec = cls._result_class.spec
+        if spec is not None and cls.for_report.__func__ is not _NO_REPORT:
+            known.append((spec.order, spec.name))
         if explainer is None:
             continue
         if spec is None:
@@ -88,9 +138,17 @@ def report_explainers(
                 f"{cls.__name__}.for_report returns an explainer but its result class "
                 f"{cls._result_class.__name__} declares no MethodSpec (spec = ...)"
             )
+        params = explainer.get_params()
+        if n_bootstrap and "n_bootstrap" in params:
+            # the resamples are drawn with the report's seed, so they repeat
+            seed = {"random_state": random_state} if "random_state" in params else {}
+            explainer.set_params(n_bootstrap=n_bootstrap, **seed)
         chosen.append((spec.order, spec.name, explainer))
+    names = _check_names(explainers, [name for _, name in sorted(known)])
     return {
-        name: explainer for _, name, explainer in sorted(chosen, key=lambda t: t[:2])
+        name: explainer
+        for _, name, explainer in sorted(chosen, key=lambda t: t[:2])
+        if names is None or name in names
     }
 
 
@@ -99,6 +157,8 @@ def report_explainers(
         "model": "no_validation",
         "X": "no_validation",
         "y": "no_validation",
+        "explainers": "no_validation",  # _check_names: a clearer message
+        "n_bootstrap": [Interval(Integral, 0, None, closed="left")],
         **_REPORT_PARAMS,
     },
     prefer_skip_nested_validation=False,
@@ -108,7 +168,9 @@ def modality_report(
     X: Any,
     y: Any,
     *,
+    explainers: Any = None,
     n_repeats: int = 10,
+    n_bootstrap: int = 0,
     random_state: int = 0,
     show_progress: bool = True,
 ) -> dict[str, ModalityExplanation]:
@@ -122,8 +184,16 @@ def modality_report(
         Modalities, as the model takes them.
     y : array-like
         Targets.
+    explainers : list of str or None, default=None
+        Which explainers run, by method name (see
+        :func:`report_explainers`); None runs all of them.
     n_repeats : int, default=10
         Permutation repeats of the utilization estimate.
+    n_bootstrap : int, default=0
+        Bootstrap resamples for the explainers that store them (permutation
+        and conditional utilization): their results then hold confidence
+        intervals (:meth:`~mmexplain.ModalityExplanation.confidence_interval`,
+        :func:`report_as_dict`). 0 for none.
     random_state : int, default=0
         Seed of the permutations (and of Monte-Carlo Shapley beyond 10
         modalities).
@@ -149,14 +219,16 @@ def modality_report(
     >>> list(modality_report(clf, X, y, n_repeats=2, show_progress=False))
     ['permutation', 'conditional', 'shapley', 'attribution']
     """
-    explainers = report_explainers(
+    chosen = report_explainers(
         len(list(X.keys())),
+        explainers=explainers,
         n_repeats=n_repeats,
+        n_bootstrap=n_bootstrap,
         random_state=random_state,
         show_progress=show_progress,
     )
     out = {}
-    for name, explainer in explainers.items():
+    for name, explainer in chosen.items():
         try:
             out[name] = explainer.explain(model, X, y)
         except (TypeError, ValueError) as exc:
@@ -249,6 +321,153 @@ def report_legend(report: Mapping[str, ModalityExplanation]) -> str:
     str
     """
     return "\n".join(spec.legend + "." for spec in _specs(report))
+
+
+def _number(value: Any) -> float | None:
+    """A float for JSON: None for NaN and infinities."""
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-safe Python (numbers, strings, lists, dicts, None)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (Integral, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return _number(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
+def _by_modality(mods: tuple[str, ...], values: Any) -> dict[str, Any]:
+    return {m: _plain(v) for m, v in zip(mods, np.asarray(values).tolist())}
+
+
+def report_as_dict(
+    report: Mapping[str, ModalityExplanation], *, level: float = 0.95
+) -> dict[str, Any]:
+    """The report as plain Python, ready for ``json.dumps``: numbers per modality.
+
+    Parameters
+    ----------
+    report : mapping of str to ModalityExplanation
+        E.g. the output of :func:`modality_report`.
+    level : float, default=0.95
+        Level of the confidence intervals, for the results that hold
+        bootstrap replicates (``n_bootstrap``).
+
+    Returns
+    -------
+    dict
+        ``{'modalities': [...], 'explainers': {name: entry}}``, explainers
+        in report order. Each entry has ``method``, ``column`` (the table's
+        header), ``value_name`` and ``values`` (the method's raw value per
+        modality: ``importances_mean``, ``rates``, ``mean_values``, or the
+        attribution ``shares``), ``shares`` (percent per modality),
+        ``share_errors`` (the table's ``+-``, or None), ``intervals`` (None,
+        or ``{'level', 'values', 'shares'}`` with ``[low, high]`` per
+        modality) and ``params``. NaN becomes None (JSON ``null``).
+
+    Examples
+    --------
+    >>> import json
+    >>> import numpy as np
+    >>> from mmexplain import ModalityExplanation
+    >>> from mmexplain.report import report_as_dict
+    >>> expl = ModalityExplanation(modalities=("a", "b"), method="attribution",
+    ...                            params={}, shares=np.array([75.0, 25.0]))
+    >>> d = report_as_dict({"attribution": expl})
+    >>> d["explainers"]["attribution"]["shares"]
+    {'a': 75.0, 'b': 25.0}
+    >>> json.loads(json.dumps(d)) == d
+    True
+    """
+    if not report:
+        raise ValueError("the report is empty: no explainer could run")
+    entries: dict[str, Any] = {}
+    for (name, expl), spec in zip(report.items(), _specs(report)):
+        mods = expl.modalities
+        errors = expl.share_errors()
+        intervals = None
+        if getattr(expl, "bootstrap_values", None) is not None:
+            intervals = {
+                "level": float(level),
+                **{
+                    of: _by_modality(mods, expl.confidence_interval(level, of=of))
+                    for of in ("values", "shares")
+                },
+            }
+        entries[name] = {
+            "method": expl.method,
+            "column": spec.column,
+            "value_name": expl._raw_field,
+            "values": _by_modality(mods, expl.statistic("values")),
+            "shares": _by_modality(mods, expl.shares),
+            "share_errors": None if errors is None else _by_modality(mods, errors),
+            "intervals": intervals,
+            "params": _plain(expl.params),
+        }
+    first = next(iter(report.values()))
+    return {"modalities": list(first.modalities), "explainers": entries}
+
+
+def report_rows(
+    report: Mapping[str, ModalityExplanation], *, level: float = 0.95
+) -> list[dict[str, Any]]:
+    """The report as one row per explainer and modality (e.g. for a CSV file).
+
+    Parameters
+    ----------
+    report : mapping of str to ModalityExplanation
+        E.g. the output of :func:`modality_report`.
+    level : float, default=0.95
+        Level of the confidence intervals (see :func:`report_as_dict`).
+
+    Returns
+    -------
+    list of dict
+        Rows with the keys, in this order: ``explainer``,
+        ``modality``, ``value_name``, ``value``, ``share_percent``,
+        ``share_error`` and the interval bounds ``value_low``,
+        ``value_high``, ``share_low``, ``share_high`` (None where the result
+        has no such number).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mmexplain import ModalityExplanation
+    >>> from mmexplain.report import report_rows
+    >>> expl = ModalityExplanation(modalities=("a", "b"), method="attribution",
+    ...                            params={}, shares=np.array([75.0, 25.0]))
+    >>> [(r["modality"], r["share_percent"]) for r in report_rows({"g": expl})]
+    [('a', 75.0), ('b', 25.0)]
+    """
+    rows = []
+    for name, entry in report_as_dict(report, level=level)["explainers"].items():
+        intervals = entry["intervals"] or {}
+        for m, value in entry["values"].items():
+            low_high = {
+                f"{key}_{end}": (intervals[of][m][i] if of in intervals else None)
+                for key, of in (("value", "values"), ("share", "shares"))
+                for i, end in enumerate(("low", "high"))
+            }
+            rows.append(
+                {
+                    "explainer": name,
+                    "modality": m,
+                    "value_name": entry["value_name"],
+                    "value": value,
+                    "share_percent": entry["shares"][m],
+                    "share_error": (entry["share_errors"] or {}).get(m),
+                    **low_high,
+                }
+            )
+    return rows
 
 
 def plot_report(

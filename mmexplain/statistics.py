@@ -140,6 +140,15 @@ def bootstrap_means(
     A row with a NaN in some column does not count for that column (as
     ``np.nanmean``); a resample with no finite row in a column gives NaN.
 
+    Parameters
+    ----------
+    values : ndarray of shape (N, M)
+        Per-row values (e.g. per-sample Shapley values).
+    n_resamples : int
+        Number of bootstrap resamples of the N rows.
+    seed : int or None
+        Seed of the resamples (:func:`bootstrap_counts`).
+
     Returns
     -------
     ndarray of shape (n_resamples, M)
@@ -161,6 +170,16 @@ def normalize_rows(contributions: np.ndarray) -> np.ndarray:
 
     The explainers' normalization (:func:`~mmexplain.explainers.base.normalize_shares`)
     applied to every replicate; a row with no positive contribution is NaN.
+
+    Parameters
+    ----------
+    contributions : ndarray of shape (B, M)
+        Raw per-modality values, one row per replicate.
+
+    Returns
+    -------
+    ndarray of shape (B, M)
+        Shares in percent; each row sums to 100 or is NaN.
     """
     c = np.clip(np.asarray(contributions, dtype=float), 0.0, None)
     total = c.sum(axis=1, keepdims=True)
@@ -176,6 +195,18 @@ def percentile_interval(replicates: np.ndarray, level: float = 0.95) -> np.ndarr
 
     The ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles of the
     replicates (NaN replicates left out; NaN bounds when all are NaN).
+
+    Parameters
+    ----------
+    replicates : ndarray of shape (B, M)
+        Bootstrap replicates of M statistics.
+    level : float, default=0.95
+        Confidence level, in ``(0, 1)``.
+
+    Returns
+    -------
+    ndarray of shape (M, 2)
+        Lower and upper bounds.
 
     Examples
     --------
@@ -204,6 +235,15 @@ def p_value_not_used(replicates: np.ndarray) -> np.ndarray:
     0, with the +1 that keeps a p-value from being 0 with finitely many
     resamples (Davison & Hinkley, 1997). A modality the model ignores has
     every replicate exactly 0, so its p-value is 1.
+
+    Parameters
+    ----------
+    replicates : ndarray of shape (B, M)
+        Bootstrap replicates of the raw values (NaN replicates left out).
+
+    Returns
+    -------
+    ndarray of shape (M,)
 
     Examples
     --------

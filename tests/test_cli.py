@@ -1,5 +1,8 @@
 """The command line: train / explain / export-data, saved pipelines, errors, help."""
 
+import csv
+import io
+import json
 import pickle
 import re
 import shlex
@@ -11,11 +14,14 @@ import pytest
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+import mmexplain
 from mmexplain import ModalityTransformer, MultimodalClassifier
 from mmexplain import __main__ as cli
 from mmexplain.__main__ import main
 from mmexplain.datasets import make_multimodal_classification
+from mmexplain.explainers import unwrap_model
 from mmexplain.persistence import load_model, save_model
+from mmexplain.report import modality_report
 
 BUNDLED = ("fourier", "profile", "karhunen", "pixel", "zernike", "morphological")
 
@@ -111,11 +117,25 @@ def test_every_docstring_example_runs(tmp_path, monkeypatch, capsys):
         rc, out, err = run(capsys, *argv)
         assert rc == 0, f"{line!r} failed:\n{err}"
         assert "Traceback" not in err
+        assert "\r" not in err  # stderr is not a terminal: plain progress lines
+        if line == "mmexplain":  # one epoch of the default training, as a line
+            assert "training LateFusionNet: 1/1 (100%" in err
         command = next((a for a in argv if a in cli._COMMANDS), "train")
-        if command in ("train", "explain"):  # both print the modality report
+        if command not in ("train", "explain"):
+            continue
+        # both print the modality report, in the format asked for
+        fmt = argv[argv.index("--format") + 1] if "--format" in argv else "table"
+        if fmt == "table":
             assert len(table_rows(out, BUNDLED)) == 6, line
+        elif fmt == "json":
+            assert list(json.loads(out)["modalities"]) == list(BUNDLED), line
+        else:
+            assert {r["modality"] for r in csv.DictReader(io.StringIO(out))} == set(
+                BUNDLED
+            ), line
     for name in ("mmexplain_report.png", "report.png", "explain.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+    assert (tmp_path / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert load_model(tmp_path / "model.mmx").steps[0][0] == "modalitytransformer"
     with np.load(tmp_path / "train.npz") as data:
         assert sorted(data.files) == sorted([*BUNDLED, "label"])
@@ -234,6 +254,211 @@ def test_exit_status_1_when_no_explainer_can_run(small, tmp_path, capsys):
     assert rc == 1
     assert err.count("skipped") == 4
     assert err.strip().splitlines()[-1].startswith("error: no explainer could run")
+
+
+# ----------------------------------------------------------------------------
+# --version, --format, --explainers, --bootstrap, --html, --threads, progress
+# ----------------------------------------------------------------------------
+def test_version(capsys):
+    rc, out, _ = run(capsys, "--version")
+    assert rc == 0 and out == f"mmexplain {mmexplain.__version__}\n"
+
+
+def _python_report(small, explainers, repeats=2, bootstrap=0, seed=0):
+    """The report of the saved pipeline from Python, as the CLI computes it."""
+    d, X, y, _ = small
+    final, Xt, _ = unwrap_model(load_model(d / "model.mmx"), X)
+    return modality_report(
+        final,
+        Xt,
+        y,
+        explainers=explainers,
+        n_repeats=repeats,
+        n_bootstrap=bootstrap,
+        random_state=seed,
+        show_progress=False,
+    )
+
+
+def test_json_output_is_the_python_apis_report(small, capsys):
+    d, X, y, pipe = small
+    rc, out, err = run(
+        capsys,
+        "--quiet",
+        "explain",
+        d / "model.mmx",
+        d / "data.npz",
+        "--plot",
+        "",
+        "--format",
+        "json",
+        "--explainers",
+        "shapley,permutation",
+        "--repeats",
+        "2",
+        "--seed",
+        "3",
+    )
+    assert rc == 0, err
+    payload = json.loads(out)  # stdout holds the JSON object and nothing else
+    assert "score on" in err  # the messages went to stderr
+    assert payload["mmexplain"] == mmexplain.__version__
+    assert payload["n_samples"] == 120
+    assert payload["score"] == pytest.approx(pipe.score(X, y))
+    assert payload["modalities"] == ["m0", "m1", "m2"]
+    assert list(payload["explainers"]) == ["permutation", "shapley"]
+    report = _python_report(small, ["permutation", "shapley"], seed=3)
+    perm, shap = report["permutation"], report["shapley"]
+    got = payload["explainers"]
+    for j, m in enumerate(perm.modalities):
+        assert got["permutation"]["values"][m] == pytest.approx(
+            perm.importances_mean[j], rel=1e-5, abs=1e-7
+        )
+        assert got["permutation"]["shares"][m] == pytest.approx(
+            perm.shares[j], rel=1e-5, abs=1e-5
+        )
+        assert got["permutation"]["share_errors"][m] == pytest.approx(
+            perm.share_errors()[j], rel=1e-5, abs=1e-5
+        )
+        assert got["shapley"]["values"][m] == pytest.approx(
+            shap.mean_values[j], rel=1e-5, abs=1e-7
+        )
+        assert got["shapley"]["shares"][m] == pytest.approx(
+            shap.shares[j], rel=1e-5, abs=1e-5
+        )
+    assert got["permutation"]["params"]["n_repeats"] == 2
+    assert got["permutation"]["intervals"] is None  # no --bootstrap
+
+
+def test_csv_output_is_one_row_per_explainer_and_modality(small, capsys):
+    d = small[0]
+    rc, out, err = run(
+        capsys,
+        "--quiet",
+        "--format",
+        "csv",
+        "--bootstrap",
+        "30",
+        "explain",
+        d / "model.mmx",
+        d / "data.npz",
+        "--plot",
+        "",
+        "--repeats",
+        "2",
+    )
+    assert rc == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    report = _python_report(small, None, bootstrap=30)
+    assert [(r["explainer"], r["modality"]) for r in rows] == [
+        (name, m) for name in report for m in ("m0", "m1", "m2")
+    ]
+    for name, expl in report.items():
+        mine = [r for r in rows if r["explainer"] == name]
+        shares = [float(r["share_percent"]) for r in mine]
+        assert shares == pytest.approx(expl.shares.tolist(), rel=1e-5, abs=1e-5)
+        values = [float(r["value"]) for r in mine]
+        raw = expl.statistic("values").tolist()
+        assert values == pytest.approx(raw, rel=1e-5, abs=1e-7)
+        if name in ("permutation", "conditional"):  # bootstrap intervals
+            ci = expl.confidence_interval(of="shares")
+            got = [[float(r["share_low"]), float(r["share_high"])] for r in mine]
+            assert np.allclose(got, ci, rtol=1e-5, atol=1e-5)
+        else:  # empty cells where a result has no interval
+            assert {r["share_low"] for r in mine} == {""}
+
+
+def test_explainers_option_is_checked_before_any_work(small, capsys, monkeypatch):
+    d = small[0]
+    monkeypatch.setattr(cli, "_read_model", lambda *a: pytest.fail("read the model"))
+    rc, out, err = run(
+        capsys, "explain", d / "model.mmx", d / "data.npz", "--explainers", "shap"
+    )
+    assert rc == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "error: --explainers: unknown explainer(s) ['shap']: the report's "
+        "explainers are 'permutation', 'conditional', 'shapley', 'attribution'"
+    ]
+    rc, _, err = run(capsys, "train", "--explainers", "permutation,")
+    assert rc == 2 and "error: argument --explainers" in err
+
+
+def test_html_option_writes_the_page(small, tmp_path, capsys):
+    d = small[0]
+    page = tmp_path / "report.html"
+    rc, out, err = run(
+        capsys,
+        "--quiet",
+        "explain",
+        d / "model.mmx",
+        d / "data.npz",
+        "--plot",
+        "",
+        "--repeats",
+        "1",
+        "--html",
+        page,
+    )
+    assert rc == 0, err
+    assert f"HTML report saved to {page}" in out
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "<script" not in text
+    assert text.count("data:image/png;base64,") >= 2  # the summary figure and more
+    for m in ("m0", "m1", "m2"):
+        assert f">{m}<" in text
+    assert "ant" in text and "cow" in text  # the model card's classes
+    rc, _, err = run(capsys, "explain", d / "model.mmx", d / "data.npz", "--html", d)
+    assert rc == 2 and err.startswith("error: --html") and "is a directory" in err
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(small, capsys):
+    d = small[0]
+    rc, out, err = run(
+        capsys,
+        "--explainers",
+        "permutation",
+        "explain",
+        d / "model.mmx",
+        d / "data.npz",
+        "--plot",
+        "",
+        "--repeats",
+        "4",
+    )
+    assert rc == 0, err
+    assert "\r" not in err and "\r" not in out
+    lines = [line for line in err.splitlines() if line.startswith("permutation")]
+    assert lines and re.match(r"permutation importance: (\d+)/\1 \(100%", lines[-1])
+
+
+@pytest.mark.parametrize(
+    "argv, omp, expected",
+    [
+        ([], None, 1),  # the default for small networks
+        (["--threads", "2"], None, 2),
+        ([], "3", "unchanged"),  # OMP_NUM_THREADS is the user's choice
+        (["--threads", "0"], None, "unchanged"),  # torch's own setting
+    ],
+)
+def test_threads(argv, omp, expected, monkeypatch):
+    import torch
+
+    seen = {}
+    monkeypatch.setitem(
+        cli._COMMANDS, "train", lambda args: seen.update(n=torch.get_num_threads())
+    )
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    before = torch.get_num_threads()
+    torch.set_num_threads(5)
+    try:
+        main([*argv, "train"])
+        assert seen["n"] == (5 if expected == "unchanged" else expected)
+        assert torch.get_num_threads() == 5  # restored for the caller
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------
@@ -425,7 +650,7 @@ def test_every_option_has_help_and_shows_its_default():
         blocks = _option_blocks(parser.format_help())
         for action in parser._actions:
             assert action.help, (name, action.dest)
-            if not action.option_strings or action.dest == "help":
+            if not action.option_strings or action.dest in ("help", "version"):
                 continue
             block = blocks[action.option_strings[0]]
             assert "(default: " in block, (name, block)

@@ -6,6 +6,7 @@
   (```{code-block} python, ```text, ```bash).
 * The API reference (``doc/api.rst``) documents every name in
   ``mmexplain.__all__`` and in the ``__all__`` of each public module.
+* The changelog's sections carry versions, the newest being the package's.
 """
 
 from __future__ import annotations
@@ -129,3 +130,23 @@ def test_api_reference_entries_have_docstrings():
         if not (inspect.getdoc(obj) or "").strip()
     ]
     assert not undocumented, f"no docstring: {undocumented}"
+
+
+def test_changelog_sections_carry_versions_and_the_newest_is_the_package_version():
+    """``## X.Y.Z (YYYY-MM-DD)`` sections, newest first; an ``## Unreleased`` may lead."""
+    import mmexplain
+
+    heads = re.findall(r"^## (.*)$", (DOC / "changelog.md").read_text(), re.M)
+    if heads and heads[0] == "Unreleased":
+        heads = heads[1:]
+    parsed = [
+        re.fullmatch(r"(\d+)\.(\d+)\.(\d+) \((\d{4}-\d\d-\d\d)\)", h) for h in heads
+    ]
+    assert heads and all(parsed), f"changelog sections without a version: {heads}"
+    versions = [tuple(int(p) for p in m.groups()[:3]) for m in parsed]
+    dates = [m.group(4) for m in parsed]
+    assert versions == sorted(versions, reverse=True) and len(set(versions)) == len(
+        versions
+    )
+    assert dates == sorted(dates, reverse=True)
+    assert heads[0].split()[0] == mmexplain.__version__

@@ -96,6 +96,18 @@ class EpochData(NamedTuple):
     per row of the epoch's data; each batch's slice is passed to the batch
     hooks as ``rows=``.
 
+    Parameters
+    ----------
+    X : mapping of str to Tensor or None
+        The epoch's inputs, one tensor per modality; None when ``index``
+        picks the rows.
+    y : Tensor
+        The epoch's targets, one per row of the epoch.
+    rows : mapping of str to Tensor or None, default=None
+        Per-row side information (first dimension: the epoch's rows).
+    index : ndarray of int or None, default=None
+        Rows of the training data that make up the epoch, in order.
+
     Examples
     --------
     A balancer that trains every epoch on each row twice, flagging the copies:

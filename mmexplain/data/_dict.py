@@ -239,6 +239,15 @@ class ModalityDict(dict):
 def n_samples(X: Mapping[str, Any]) -> int:
     """Number of samples of a modality mapping (first dimension of its values).
 
+    Parameters
+    ----------
+    X : mapping of str to array-like
+        Modalities with the samples along the first axis.
+
+    Returns
+    -------
+    int
+
     Examples
     --------
     >>> import numpy as np
@@ -253,6 +262,18 @@ def n_samples(X: Mapping[str, Any]) -> int:
 
 def take_rows(X: Mapping[str, Any], index: Any) -> ModalityDict:
     """Rows ``index`` of every modality, as a new :class:`ModalityDict`.
+
+    Parameters
+    ----------
+    X : mapping of str to array-like
+        Modalities with the samples along the first axis (arrays, tensors,
+        memory-mapped arrays, pandas objects: indexed by position).
+    index : array-like of int, slice or int
+        The rows, by position.
+
+    Returns
+    -------
+    ModalityDict
 
     Examples
     --------
@@ -271,6 +292,22 @@ def take_rows(X: Mapping[str, Any], index: Any) -> ModalityDict:
 
 def permute_rows(X: Mapping[str, Any], modality: str, permutation: Any) -> ModalityDict:
     """A new mapping where only ``modality``'s rows are reordered by ``permutation``.
+
+    Parameters
+    ----------
+    X : mapping of str to array-like
+        Modalities with the samples along the first axis; left unchanged.
+    modality : str
+        The modality whose rows are reordered; a ``ValueError`` when ``X``
+        has no such modality.
+    permutation : array-like of int
+        The new order of its rows (row ``i`` of the result is row
+        ``permutation[i]`` of ``X[modality]``).
+
+    Returns
+    -------
+    ModalityDict
+        The other modalities are the same objects as in ``X``.
 
     Examples
     --------
@@ -301,6 +338,20 @@ def to_tensor_dict(
     Returns new tensors whenever a conversion is needed; never writes into the
     caller's arrays (a tensor that already has the right dtype and device is
     returned as is, and is only ever read).
+
+    Parameters
+    ----------
+    X : mapping of str to array-like
+        Modalities (arrays, tensors or nested lists).
+    dtype : torch.dtype, default=torch.float32
+        The tensors' data type.
+    device : str, torch.device or None, default=None
+        Where the tensors live; None keeps a tensor where it is and puts
+        converted arrays on the CPU.
+
+    Returns
+    -------
+    dict of str to Tensor
 
     Examples
     --------

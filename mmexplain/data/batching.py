@@ -37,6 +37,21 @@ class ModalityDataset(Dataset):
     never modified); ``y`` to a tensor. Indexing one sample returns
     ``({modality: tensor}, target)`` so that a ``DataLoader`` also works.
 
+    Parameters
+    ----------
+    X : mapping of str to array-like
+        Modalities with the samples along the first axis.
+    y : array-like or None, default=None
+        Targets, one per sample; None gives every sample the target 0 (for
+        prediction).
+
+    Attributes
+    ----------
+    X : dict of str to Tensor
+        The ``float32`` tensors.
+    y : Tensor or None
+        The targets.
+
     Examples
     --------
     >>> import numpy as np

@@ -277,6 +277,31 @@ def check_y(
 
     ``n=None`` checks ``y`` alone (e.g. before the samples are counted).
 
+    Parameters
+    ----------
+    y : array-like, Tensor or pandas object
+        The targets, one row per sample; None is refused.
+    n : int or None
+        Number of samples of ``X``; None skips the row-count check.
+    ensure_finite : bool, default=True
+        Refuse NaN and infinite float targets (missing values in an object
+        array are always refused).
+    name : str, default='y'
+        The name the error messages give the targets.
+
+    Returns
+    -------
+    ndarray
+        ``y`` as a NumPy array (a tensor is copied to the host).
+
+    Raises
+    ------
+    ValueError
+        None, a scalar, a row count other than ``n``, non-finite or missing
+        values.
+    TypeError
+        Complex targets.
+
     Examples
     --------
     >>> from mmexplain.data import check_y
@@ -451,6 +476,8 @@ def check_class_labels(y: np.ndarray, *, name: str = "y") -> np.ndarray:
     ----------
     y : ndarray
         Checked by :func:`check_y`.
+    name : str, default='y'
+        The name the warning and error messages give the labels.
 
     Returns
     -------

@@ -181,7 +181,24 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             ) from None
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """skorch's, raising ``NotFittedError`` first when the net is not fitted."""
+        """Class probabilities of every sample (the softmax of the network's logits).
+
+        Parameters
+        ----------
+        X : mapping of str to array-like, or a torch Dataset
+            The modalities the model was fitted on, with the samples along
+            the first axis.
+
+        Returns
+        -------
+        ndarray of shape (N, n_classes)
+            Probabilities in the order of ``classes_``; each row sums to 1.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            Before ``fit``.
+        """
         self.check_is_fitted()
         return super().predict_proba(X)  # type: ignore[misc]
 

@@ -26,7 +26,7 @@ def _valid_accuracy(net: Any, X: Any, y: Any) -> float:
 
 
 class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
-    """Multimodal neural-network classifier (a skorch ``NeuralNetClassifier``).
+    """Multimodal neural-network classifier (a :class:`skorch.NeuralNetClassifier`).
 
     Parameters
     ----------
@@ -54,6 +54,10 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         (``valid_loss`` and ``valid_acc`` in ``history``).
     iterator_train, iterator_valid : default=TensorBatchIterator
         Batching by tensor slicing; ``torch.utils.data.DataLoader`` works too.
+    dataset : class, default=ModalityDataset
+        skorch's ``dataset`` parameter: wraps in-memory ``(X, y)`` for
+        skorch (one ``float32`` tensor per modality). A torch ``Dataset``
+        passed as ``X`` is used as it is.
     verbose : int, default=0
         1 prints skorch's per-epoch table.
     device : str, default='cpu'
@@ -218,7 +222,19 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
             )
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted class labels (the original labels, e.g. strings)."""
+        """Predicted class labels (the original labels, e.g. strings).
+
+        Parameters
+        ----------
+        X : mapping of str to array-like, or a torch Dataset
+            The modalities the model was fitted on, with the samples along
+            the first axis.
+
+        Returns
+        -------
+        ndarray of shape (N,)
+            The most probable class of each sample, from ``classes_``.
+        """
         proba = self.predict_proba(X)  # raises NotFittedError first when unfitted
         return self.classes_[proba.argmax(axis=1)]
 

@@ -40,8 +40,10 @@ class MultimodalSegmenter(MultimodalNetMixin, NeuralNet):
     ignore_index : int or None, default=None
         Label of pixels excluded from the loss and from the IoU.
     balancer, criterion, optimizer, lr, max_epochs, batch_size, train_split, \
-verbose, device, random_state, on_nonfinite, data_on_device, **kwargs
-        As in :class:`MultimodalClassifier`.
+iterator_train, iterator_valid, dataset, verbose, device, random_state, \
+on_nonfinite, data_on_device, **kwargs
+        As in :class:`MultimodalClassifier` (``batch_size`` defaults to 16
+        here).
 
     Examples
     --------
@@ -161,11 +163,33 @@ verbose, device, random_state, on_nonfinite, data_on_device, **kwargs
         return y.astype(np.int64, copy=False)
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Per-pixel class probabilities, shape (N, n_classes, H, W)."""
+        """Per-pixel class probabilities.
+
+        Parameters
+        ----------
+        X : mapping of str to array-like, or a torch Dataset
+            Image modalities ``(N, C_m, H, W)``, as in ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (N, n_classes, H, W)
+            The softmax over the classes of every pixel.
+        """
         return super().predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predicted masks, shape (N, H, W)."""
+        """Predicted masks: the most probable class of every pixel.
+
+        Parameters
+        ----------
+        X : mapping of str to array-like, or a torch Dataset
+            Image modalities ``(N, C_m, H, W)``, as in ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (N, H, W)
+            Integer class labels.
+        """
         return self.predict_proba(X).argmax(axis=1)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
@@ -173,6 +197,21 @@ verbose, device, random_state, on_nonfinite, data_on_device, **kwargs
 
         ``sample_weight`` is not supported (a mean IoU is pooled over pixels,
         not averaged over samples) and raises when given.
+
+        Parameters
+        ----------
+        X : mapping of str to array-like, or a torch Dataset
+            Image modalities ``(N, C_m, H, W)``, as in ``fit``.
+        y : array-like of shape (N, H, W)
+            True masks (``ignore_index`` pixels are left out).
+        sample_weight : None
+            Must be None.
+
+        Returns
+        -------
+        float
+            :func:`mmexplain.metrics.mean_iou` of the predicted and true
+            masks.
         """
         from mmexplain.metrics import mean_iou
 

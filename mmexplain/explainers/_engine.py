@@ -557,9 +557,9 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
     def _progress(self, total: int) -> Any:
         if not self.show_progress:
             return None
-        from tqdm.auto import tqdm
+        from mmexplain._core.progress import progress_bar
 
-        return tqdm(total=total, desc=self.desc, leave=False)
+        return progress_bar(total, self.desc, leave=False)
 
     def evaluate(
         self,
