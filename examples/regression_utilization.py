@@ -151,7 +151,7 @@ save(fig, "regression_known_truth.png")
 # 2. Diabetes progression from a clinical exam and a blood test
 # -------------------------------------------------------------
 # The target (25 to 346) is standardized by ``TransformedTargetRegressor``;
-# the network, ``ttr.regressor_``, is explained on the standardized targets.
+# explaining ``ttr`` explains its network on the standardized targets.
 Xd, yd = load_diabetes_views()
 Xd_train, Xd_test, yd_train, yd_test = train_test_split(
     Xd, yd, test_size=0.3, random_state=0
@@ -162,10 +162,9 @@ ttr = TransformedTargetRegressor(
 ).fit(Xd_train, yd_train)
 r2 = ttr.score(Xd_test, yd_test)
 print(f"diabetes: held-out R^2 {r2:.3f}")
-y_scaled = ttr.transformer_.transform(yd_test.reshape(-1, 1))
 views = PermutationModalityImportance(
     n_repeats=10, random_state=0, n_bootstrap=RESAMPLES
-).explain(ttr.regressor_, Xd_test, y_scaled)
+).explain(ttr, Xd_test, yd_test)
 ci = views.confidence_interval(0.90)
 for j, m in enumerate(views.modalities):
     print(

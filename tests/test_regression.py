@@ -14,6 +14,7 @@ import pytest
 import torch
 from sklearn.base import clone, is_regressor
 from sklearn.compose import TransformedTargetRegressor
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import get_scorer, mean_squared_error, r2_score
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -189,10 +190,46 @@ def test_transformed_target_on_diabetes():
         transformer=StandardScaler(),
     ).fit(X, y)
     assert ttr.score(X, y) > 0.4
-    expl = PermutationModalityImportance(random_state=0).explain(
+    by_hand = PermutationModalityImportance(random_state=0).explain(
         ttr.regressor_, X, ttr.transformer_.transform(y.reshape(-1, 1))
     )
-    assert np.all(expl.importances_mean > 0)  # both views carry signal
+    assert np.all(by_hand.importances_mean > 0)  # both views carry signal
+    # the TransformedTargetRegressor itself: its network on the transformed y
+    expl = PermutationModalityImportance(random_state=0).explain(ttr, X, y)
+    assert expl.params["unwrapped"] == ("TransformedTargetRegressor",)
+    np.testing.assert_allclose(expl.importances, by_hand.importances, rtol=1e-6)
+    phi = ModalityShapley(value="neg_loss").explain(ttr, X, y)
+    ref = ModalityShapley(value="neg_loss").explain(
+        ttr.regressor_, X, ttr.transformer_.transform(y.reshape(-1, 1))[:, 0]
+    )
+    np.testing.assert_allclose(phi.values, ref.values, rtol=1e-5, atol=1e-6)
+
+
+def test_transformed_target_around_a_pipeline_inside_a_search():
+    X, y = make_multimodal_regression(200, random_state=3, bias=100.0)
+    ttr = TransformedTargetRegressor(
+        regressor=make_pipeline(
+            ModalityTransformer({m: StandardScaler() for m in X}),
+            MultimodalRegressor(max_epochs=5, lr=3e-3, random_state=0),
+        ),
+        transformer=StandardScaler(),
+    )
+    search = GridSearchCV(ttr, {"regressor__multimodalregressor__lr": [3e-3]}, cv=2)
+    search.fit(X, y)
+    expl = PermutationModalityImportance(random_state=0).explain(search, X, y)
+    assert expl.params["unwrapped"] == (
+        "GridSearchCV",
+        "TransformedTargetRegressor",
+        "Pipeline",
+    )
+    inner = search.best_estimator_
+    Xt = inner.regressor_[:-1].transform(X)
+    ref = PermutationModalityImportance(random_state=0).explain(
+        inner.regressor_[-1], Xt, inner.transformer_.transform(y.reshape(-1, 1))
+    )
+    np.testing.assert_allclose(expl.importances, ref.importances, rtol=1e-6)
+    with pytest.raises(NotFittedError):
+        PermutationModalityImportance().explain(clone(ttr), X, y)
 
 
 def test_load_diabetes_views_matches_sklearn():

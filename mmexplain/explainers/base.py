@@ -483,7 +483,10 @@ class BaseModalityExplainer(BaseEstimator):
             :class:`~mmexplain.explainers.ForwardModel` or a plain callable
             ``f(**X) -> logits``; or a fitted ``Pipeline`` ending in one
             (``X`` goes through the other steps' ``transform`` once, up
-            front) or a fitted search (its ``best_estimator_``).
+            front) or a fitted search (its ``best_estimator_``). A fitted
+            ``TransformedTargetRegressor`` is explained through its
+            ``regressor_`` on ``transformer_.transform(y)``, the targets its
+            network learned (losses are then in those units).
         X : mapping of str to array-like
             ``{modality: array}``, the modalities the model (the pipeline)
             was fitted on.
@@ -586,6 +589,7 @@ class BaseModalityExplainer(BaseEstimator):
         """
         given = model
         model, X, unwrapped = unwrap_model(model, X)
+        model, X, y, unwrapped = _unwrap_target(model, X, y, unwrapped)
         adapter = ModelAdapter(
             model,
             loss_fn=getattr(self, "loss_fn", None),
@@ -674,6 +678,37 @@ class BaseModalityExplainer(BaseEstimator):
         if target is not None and not isinstance(target, Mapping):
             raise TypeError("target must be a dict {modality: share} summing to 1")
         check_target(target, modalities)
+
+
+def _unwrap_target(
+    model: Any, X: Any, y: Any, path: tuple[str, ...]
+) -> tuple[Any, Any, Any, tuple[str, ...]]:
+    """A fitted ``TransformedTargetRegressor`` stands for its ``regressor_``, on transformed y.
+
+    Its network learned the transformed targets (e.g. standardized), so it
+    is explained on ``transformer_.transform(y)``, as ``fit`` trained it:
+    losses are in the transformed units; shares and R^2-based numbers do
+    not depend on them.
+    """
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.exceptions import NotFittedError
+
+    from mmexplain.data import check_y
+
+    while isinstance(model, TransformedTargetRegressor):
+        if not hasattr(model, "regressor_"):
+            raise NotFittedError(
+                "This TransformedTargetRegressor instance is not fitted yet: call "
+                "fit(X, y) before explaining it"
+            )
+        if y is not None:
+            y_arr = np.asarray(check_y(y, None), dtype=np.float64)
+            y2 = y_arr.reshape(-1, 1) if y_arr.ndim == 1 else y_arr
+            yt = np.asarray(model.transformer_.transform(y2))
+            y = yt.reshape(len(yt)) if y_arr.ndim == 1 else yt
+        model, X, inner = unwrap_model(model.regressor_, X)
+        path = (*path, "TransformedTargetRegressor", *inner)
+    return model, X, y, path
 
 
 def _image_size(X: Any) -> tuple[int, ...] | None:
