@@ -122,10 +122,17 @@ def _read_model(path: str, trust_pickle: bool) -> Any:
     return model
 
 
-def _split(X: Any, y: np.ndarray, test_size: float, seed: int) -> list[Any]:
+def _split(
+    X: Any, y: np.ndarray, test_size: float, seed: int, *, stratify: bool = True
+) -> list[Any]:
     """Train/test split, stratified when every class has enough samples."""
     from sklearn.model_selection import train_test_split
 
+    if not stratify:  # real-valued targets
+        with _usage_errors(
+            f"cannot split {len(y)} samples with --test-size {test_size}: "
+        ):
+            return train_test_split(X, y, test_size=test_size, random_state=seed)
     try:
         return train_test_split(
             X, y, test_size=test_size, stratify=y, random_state=seed
@@ -220,18 +227,42 @@ def _train_data(args: argparse.Namespace) -> tuple[Any, np.ndarray, str, str]:
     return X, y, source, f"{source}: {len(y)} handwritten digits"
 
 
-def _pipeline(args: argparse.Namespace, modalities: Sequence[str]) -> Any:
-    """Per-modality scalers (``--scaler``) and the late-fusion classifier."""
+def _task(args: argparse.Namespace, y: Any) -> str:
+    """``--task``, with 'auto' read from the targets (scikit-learn's ``type_of_target``)."""
+    if args.task != "auto":
+        return str(args.task)
+    from sklearn.utils.multiclass import type_of_target
+
+    with _usage_errors("cannot tell what the targets are: ", (TypeError, ValueError)):
+        kind = type_of_target(y)
+    return "regression" if kind.startswith("continuous") else "classification"
+
+
+def _pipeline(
+    args: argparse.Namespace, modalities: Sequence[str], task: str = "classification"
+) -> Any:
+    """Per-modality scalers (``--scaler``) and the late-fusion network.
+
+    A regression's network learns standardized targets: the pipeline sits in
+    a ``TransformedTargetRegressor`` whose ``predict`` and ``score`` are in
+    the targets' own units.
+    """
+    from sklearn.compose import TransformedTargetRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-    from mmexplain import ModalityTransformer, MultimodalClassifier
+    from mmexplain import (
+        ModalityTransformer,
+        MultimodalClassifier,
+        MultimodalRegressor,
+    )
     from mmexplain.callbacks import EpochProgressBar
 
     scaler = {"standard": StandardScaler, "minmax": MinMaxScaler}.get(args.scaler)
     transformers = {m: scaler() if scaler else "passthrough" for m in modalities}
     progress = EpochProgressBar(desc="training LateFusionNet")
-    clf = MultimodalClassifier(
+    estimator = MultimodalRegressor if task == "regression" else MultimodalClassifier
+    net = estimator(
         max_epochs=args.epochs,
         lr=args.lr,
         batch_size=args.batch_size,
@@ -239,7 +270,10 @@ def _pipeline(args: argparse.Namespace, modalities: Sequence[str]) -> Any:
         callbacks=[] if args.quiet else [progress],
     )
     # the scalers are fitted on the training split only and saved with the network
-    return make_pipeline(ModalityTransformer(transformers), clf)
+    pipe = make_pipeline(ModalityTransformer(transformers), net)
+    if task == "regression":
+        return TransformedTargetRegressor(regressor=pipe, transformer=StandardScaler())
+    return pipe
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -248,7 +282,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _check_output(args.save_model, "--save-model")
     _check_report_options(args)
     X, y, source, what = _train_data(args)
-    X_train, X_test, y_train, y_test = _split(X, y, args.test_size, args.seed)
+    task = _task(args, y)
+    if task == "regression":
+        from mmexplain.data.validation import check_regression_targets
+
+        with _usage_errors(f"{source}: ", (TypeError, ValueError)):
+            check_regression_targets(y, len(y))
+    X_train, X_test, y_train, y_test = _split(
+        X, y, args.test_size, args.seed, stratify=task == "classification"
+    )
     scaled = f"{args.scaler}-scaled per modality" if args.scaler != "none" else ""
     shapes = ", ".join(
         f"{m} {'x'.join(map(str, np.shape(v)[1:]))}" for m, v in X.items()
@@ -256,25 +298,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _info(
         args,
         f"{what}, {len(list(X))} modalities ({shapes}); train {len(y_train)} / test "
-        f"{len(y_test)}, {scaled or 'not scaled'}",
+        f"{len(y_test)}, {scaled or 'not scaled'}"
+        + ("; regression (targets standardized)" if task == "regression" else ""),
     )
-    pipe = _pipeline(args, list(X))
+    pipe = _pipeline(args, list(X), task)
     t0 = time.perf_counter()
     with _usage_errors(f"cannot train on {source}: ", (TypeError, ValueError)):
         pipe.fit(X_train, y_train)
     test_score = pipe.score(X_test, y_test)
+    metric = "R^2" if task == "regression" else "accuracy"
     _info(
         args,
-        f"trained in {time.perf_counter() - t0:.1f} s; test accuracy "
+        f"trained in {time.perf_counter() - t0:.1f} s; test {metric} "
         f"{test_score:.3f} (train {pipe.score(X_train, y_train):.3f})",
     )
     if args.save_model:
         with _usage_errors(f"cannot save the model to {args.save_model}: ", OSError):
             save_model(pipe, args.save_model)
-        _info(args, f"model (scalers and classifier) saved to {args.save_model}")
+        _info(args, f"model (scalers and network) saved to {args.save_model}")
     title = f"mmexplain: modality use on {source} (test split)"
     summary = {"data": source, "split": "test", "n_samples": len(y_test)}
+    summary["task"] = task
     summary["score"] = float(test_score)
+    if task == "regression":  # explained through its network on standardized y
+        return _print_report(pipe, X_test, y_test, args, title, summary)
     return _print_report(
         pipe[-1], pipe[:-1].transform(X_test), y_test, args, title, summary
     )

@@ -127,7 +127,8 @@ def _add_test_size(parser: argparse.ArgumentParser) -> None:
         "--test-size",
         type=fraction,
         default=0.25,
-        help="fraction of the samples held out for testing (stratified by class)",
+        help="fraction of the samples held out for testing (stratified by class "
+        "for a classification)",
     )
 
 
@@ -149,6 +150,15 @@ def _add_train(sub: Any, epochs: int, plot: str) -> None:
     )
     tr.add_argument(
         "--target-key", default="y", help="name of the targets array in --data"
+    )
+    tr.add_argument(
+        "--task",
+        choices=("auto", "classification", "regression"),
+        default="auto",
+        help="what the targets are: 'auto' takes real-valued targets (floats "
+        "that are not all whole numbers) for a regression, anything else for "
+        "classes; a regression trains a MultimodalRegressor on standardized "
+        "targets (TransformedTargetRegressor) and reports R^2",
     )
     _add_test_size(tr)
     tr.add_argument(

@@ -668,3 +668,93 @@ def test_python_m_mmexplain_help():
     )
     assert res.returncode == 0
     assert "--save-model" in res.stdout and "--target-key" in res.stdout
+
+
+# ----------------------------------------------------------------------------
+# regression (issue 22)
+# ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def regression_npz(tmp_path_factory):
+    from mmexplain.datasets import make_multimodal_regression
+
+    d = tmp_path_factory.mktemp("reg")
+    X, y = make_multimodal_regression(
+        160, informativeness=[40.0, 10.0], bias=150.0, random_state=0
+    )
+    np.savez(d / "reg.npz", **X, y=y)
+    return d / "reg.npz", X, y
+
+
+def test_train_detects_a_regression_and_reports_the_python_apis_numbers(
+    regression_npz, capsys
+):
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.model_selection import train_test_split
+
+    from mmexplain import MultimodalRegressor
+
+    path, X, y = regression_npz
+    argv = ["--quiet", "train", "--data", path, "--epochs", "4", "--plot", ""]
+    argv += ["--format", "json", "--explainers", "permutation,shapley"]
+    rc, out, err = run(capsys, *argv, "--repeats", "2")
+    assert rc == 0, err
+    payload = json.loads(out)
+    assert payload["task"] == "regression"
+    assert "test R^2" in err and "regression (targets standardized)" in err
+    # the same model and report through the Python API
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=0)
+    ttr = TransformedTargetRegressor(
+        regressor=make_pipeline(
+            ModalityTransformer({m: StandardScaler() for m in X}),
+            MultimodalRegressor(max_epochs=4, lr=1e-3, batch_size=64, random_state=0),
+        ),
+        transformer=StandardScaler(),
+    ).fit(X_tr, y_tr)
+    assert payload["score"] == pytest.approx(ttr.score(X_te, y_te), rel=1e-5)
+    report = modality_report(
+        ttr,
+        X_te,
+        y_te,
+        explainers=["permutation", "shapley"],
+        n_repeats=2,
+        random_state=0,
+        show_progress=False,
+    )
+    for name, expl in report.items():
+        got = payload["explainers"][name]
+        assert got["params"]["unwrapped"] == ["TransformedTargetRegressor", "Pipeline"]
+        for j, m in enumerate(expl.modalities):
+            assert got["shares"][m] == pytest.approx(expl.shares[j], rel=1e-5, abs=1e-5)
+    assert payload["explainers"]["shapley"]["params"]["value"] == "prediction"
+
+
+def test_task_option_overrides_the_detection(regression_npz, small, capsys):
+    path = regression_npz[0]
+    rc, _, err = run(
+        capsys,
+        "--quiet",
+        "train",
+        "--data",
+        path,
+        "--task",
+        "classification",
+        "--epochs",
+        "1",
+        "--plot",
+        "",
+    )
+    assert rc == 2 and err.startswith("error:"), err  # float targets are no labels
+    rc, _, err = run(
+        capsys,
+        "--quiet",
+        "train",
+        "--data",
+        small[0] / "data.npz",
+        "--task",
+        "regression",
+        "--epochs",
+        "1",
+        "--plot",
+        "",
+    )
+    assert rc == 2 and "real numbers" in err, err  # string labels are no targets
