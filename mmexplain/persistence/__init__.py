@@ -52,8 +52,10 @@ File format (version 2), a zip archive:
     ``_state``) and ``"history"``. ``params`` are the estimator's
     ``get_params(deep=False)``, ``fitted`` its fitted attributes
     (``classes_``, ``modalities_``, ``input_shapes_``, ``seed_``; a scaler's
-    ``mean_``, ``scale_``, ...). Other values are JSON with tags for what JSON
-    lacks: ``{"__tuple__": [...]}``, ``{"__ndarray__": {"dtype", "shape",
+    ``mean_``, ``scale_``, ...; a ``TransformedTargetRegressor``'s
+    ``regressor_``, ``transformer_`` and ``_training_dim``, its identity
+    ``transformer_`` rebuilt on loading when ``transformer`` is None). Other
+    values are JSON with tags for what JSON lacks: ``{"__tuple__": [...]}``, ``{"__ndarray__": {"dtype", "shape",
     "data"}}``, ``{"__scalar__": ...}``, ``{"__float__": "nan"}``,
     ``{"__dict__": [[key, value], ...]}``, ``{"__class__": <allow-listed
     name>}`` and, for encoder instances given as parameters
@@ -75,11 +77,15 @@ class of :mod:`mmexplain.modules`, ``MLPEncoder`` / ``ConvEncoder`` instances
 as ``module__encoders`` of ``LateFusionNet``, every exported balancer and
 callback but ``UtilizationHistory``, :class:`~mmexplain.ModalityTransformer`),
 and an explicit list of third-party classes (scikit-learn scalers and
-``Pipeline``, torch losses and optimizers, skorch ``ValidSplit``). Anything
-else (your own module or balancer class, a module instance, custom
-callables) raises a ``TypeError`` naming the object, and a parameter value
-that loading would refuse raises a ``ValueError`` naming it, before anything
-is written.
+``Pipeline``, torch losses and optimizers, skorch ``ValidSplit``, and
+scikit-learn's ``TransformedTargetRegressor`` at the root of a file, around a
+:class:`~mmexplain.MultimodalRegressor` or a ``Pipeline`` ending in one, with
+a scaler or None as ``transformer``). Anything else (your own module or
+balancer class, a module instance, custom callables) raises a ``TypeError``
+naming the object, and a parameter value that loading would refuse raises a
+``ValueError`` naming it, before anything is written (a
+``TransformedTargetRegressor``'s ``func`` and ``inverse_func`` among them:
+they must be None, as a function cannot be stored).
 
 The package: :mod:`~mmexplain.persistence.allowlist` (which classes, of which
 kind), ``_policy`` (which parameter values, which fitted attributes),

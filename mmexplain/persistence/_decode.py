@@ -33,6 +33,8 @@ from mmexplain.persistence._policy import (
     check_fitted,
     check_net_fitted,
     check_params,
+    final_regressor,
+    identity_transformer,
     is_plain,
 )
 from mmexplain.persistence._state import (
@@ -47,6 +49,7 @@ from mmexplain.persistence.allowlist import allowed, canonical_name, kind_of, re
 ROOT_KINDS = (
     "estimator",
     "pipeline",
+    "target_regressor",
     "transformer",
     "scaler",
     "balancer",
@@ -78,6 +81,10 @@ def _slot(kind: str, name: str) -> Any:
         return ("plain",)
     if kind == "pipeline" and name == "steps":
         return ("steps",)
+    if kind == "target_regressor" and name in ("regressor", "regressor_"):
+        return ("object", ("estimator", "pipeline"))
+    if kind == "target_regressor" and name in ("transformer", "transformer_"):
+        return ("object", ("scaler",))
     if kind == "transformer" and name in ("transformers", "transformers_"):
         return ("transformers",)
     if kind == "transformer" and name == "remainder":
@@ -362,7 +369,7 @@ class Decoder:
             keys |= {"fitted", "tensors", "history"}
             if self.version >= 2:
                 keys |= {"state", "balancer_state"}
-        elif kind in ("transformer", "scaler"):
+        elif kind in ("transformer", "scaler", "target_regressor"):
             keys |= {"fitted"}
         extra = set(body) - keys
         if extra or "params" not in body:
@@ -381,7 +388,7 @@ class Decoder:
         if kind == "estimator":
             return self._net(cls, params, body, label)
         obj = cls(**params)
-        if kind == "scaler":
+        if kind in ("scaler", "target_regressor"):
             obj._validate_params()
         elif kind == "balancer":
             obj.validate()
@@ -395,6 +402,8 @@ class Decoder:
         check_fitted(kind, obj, fitted, label)
         for key, value in fitted.items():
             setattr(obj, key, value)
+        if kind == "target_regressor" and fitted:
+            _finish_target_regressor(obj)
         return obj
 
     # -- tensors -----------------------------------------------------------------
@@ -636,6 +645,20 @@ class Decoder:
                 "training as the original would. Call fit to retrain, or continue the "
                 "original model (or a pickle of it)",
             )
+
+
+def _finish_target_regressor(obj: Any) -> None:
+    """What a ``TransformedTargetRegressor``'s ``fit`` derives, rebuilt from what was read.
+
+    The identity ``transformer_`` (``transformer=None``), and
+    ``feature_names_in_`` when the fitted regressor has them.
+    """
+    if obj.transformer is None:
+        net = final_regressor(obj.regressor_)
+        obj.transformer_ = identity_transformer(obj.check_inverse, net.n_outputs_)
+    names = getattr(obj.regressor_, "feature_names_in_", None)
+    if names is not None:
+        obj.feature_names_in_ = names
 
 
 def _history(value: Any, where: str) -> list[dict[str, Any]]:

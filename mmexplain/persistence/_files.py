@@ -63,8 +63,12 @@ def save_model(estimator_or_pipeline: Any, path: str | os.PathLike[str]) -> Path
         A :class:`~mmexplain.MultimodalClassifier` /
         :class:`~mmexplain.MultimodalSegmenter` (``module=None`` or a module
         class such as :class:`~mmexplain.MMTMNet`), a
-        :class:`~mmexplain.ModalityTransformer` with scikit-learn scalers, or a
-        ``Pipeline`` of those.
+        :class:`~mmexplain.MultimodalRegressor`, a
+        :class:`~mmexplain.ModalityTransformer` with scikit-learn scalers, a
+        ``Pipeline`` of those, or scikit-learn's ``TransformedTargetRegressor``
+        around a ``MultimodalRegressor`` (or a ``Pipeline`` ending in one)
+        with a scaler or None as ``transformer`` (``func`` and
+        ``inverse_func`` None).
     path : str or path-like
         Where to write. The file is written to a temporary name and renamed,
         so an existing file is replaced only by a complete one.
@@ -86,8 +90,10 @@ def save_model(estimator_or_pipeline: Any, path: str | os.PathLike[str]) -> Path
         that chooses deserialization, files, devices, compilation or worker
         processes: ``torch_load_kwargs={'weights_only': False}``,
         ``Pipeline(memory=...)``, ``device='meta'``, ``compile=True``,
-        ``predict_nonlinearity`` other than ``'auto'``, ...); set it after
-        loading. Nothing is written then.
+        ``predict_nonlinearity`` other than ``'auto'``, ...): set it after
+        loading; or a ``TransformedTargetRegressor``'s ``func`` or
+        ``inverse_func`` (a function cannot be stored). Nothing is written
+        then.
 
     Warns
     -----

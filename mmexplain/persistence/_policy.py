@@ -17,6 +17,9 @@ is written) and by :func:`~mmexplain.persistence.load_model` (a
   network, the loss, the optimizer, the iterators (batching options) and the
   callbacks, with plain values;
 - a ``Pipeline`` holds only ``steps`` and ``verbose`` (no ``memory``);
+- a ``TransformedTargetRegressor`` holds a ``MultimodalRegressor`` (or a
+  ``Pipeline`` ending in one), a scaler or None as ``transformer``, and no
+  functions (``func`` and ``inverse_func`` are None);
 - every other class takes plain values (numbers, strings, tuples, arrays),
   checked by the class's own parameter validation where it has one.
 
@@ -396,6 +399,10 @@ def param_problems(
             problem = _transformer_param(cls, key, value)
             if problem:
                 out.append((key, problem))
+        elif kind == "target_regressor":
+            problem = _target_param(cls, key, value)
+            if problem:
+                out.append((key, problem))
         elif not is_plain(value):
             out.append(
                 (key, "must be a plain value (numbers, strings, tuples, arrays)")
@@ -472,6 +479,82 @@ def _transformer_param(cls: type, key: str, value: Any) -> str | None:
         if not isinstance(m, str) or not one(v):
             return f"has a bad entry for {m!r}: a scaler, 'passthrough' or 'drop'"
     return None
+
+
+def final_regressor(value: Any) -> Any:
+    """The ``MultimodalRegressor`` that ``value`` is, or that ends the ``Pipeline`` ``value``.
+
+    None when ``value`` is neither (a classifier, scikit-learn's own
+    regressors, a pipeline ending in something else).
+    """
+
+    def regression_net(v: Any) -> bool:
+        return (
+            kind_of_class(type(v)) == "estimator"
+            and getattr(type(v), "_task", None) == "regression"
+        )
+
+    if regression_net(value):
+        return value
+    if kind_of_class(type(value)) == "pipeline":
+        steps = getattr(value, "steps", None)
+        last = steps[-1] if isinstance(steps, list) and steps else None
+        if isinstance(last, tuple) and len(last) == 2 and regression_net(last[1]):
+            return last[1]
+    return None
+
+
+def _invertible_scalers() -> list[str]:
+    """The allowed scalers a target can be scaled with (they have ``inverse_transform``)."""
+    from mmexplain.persistence.allowlist import allowed, kind_of, resolve
+
+    return [
+        name.rsplit(".", 1)[1]
+        for name in allowed()
+        if kind_of(name) == "scaler" and hasattr(resolve(name), "inverse_transform")
+    ]
+
+
+_REGRESSOR = "a MultimodalRegressor or a Pipeline ending in one"
+
+#: why a TransformedTargetRegressor's func and inverse_func must be None
+_NO_FUNCTION = (
+    "None: a function cannot be stored in a safe model file (loading never runs "
+    "code from the file); scale the target with transformer= one of the scalers "
+    "of mmexplain.persistence.SAFE_CLASSES, or pickle the model and load it with "
+    "load_model(path, trust_pickle=True), only if you trust the file"
+)
+
+
+def _target_param(cls: type, key: str, value: Any) -> str | None:
+    """The problem with a ``TransformedTargetRegressor`` parameter (None: allowed)."""
+    if key == "regressor":
+        if final_regressor(value) is not None:
+            return None
+        return (
+            f"must be {_REGRESSOR} (None would mean scikit-learn's LinearRegression, "
+            "which a model file does not hold)"
+        )
+    if key == "transformer":
+        ok = value is None or (
+            kind_of_class(type(value)) == "scaler"
+            and hasattr(value, "inverse_transform")
+        )
+        if ok:
+            return None
+        return (
+            "must be None or a scaler with an inverse_transform ("
+            + ", ".join(_invertible_scalers())
+            + ")"
+        )
+    if key in ("func", "inverse_func"):
+        return None if value is None else f"must be {_NO_FUNCTION}"
+    if key == "check_inverse":
+        return None if _is_bool(value) else "must be True or False"
+    default = _defaults(cls).get(key)
+    if _same(value, default):
+        return None
+    return f"has no rule in the safe format: must be {default!r}"
 
 
 def _split_param(key: str, value: Any) -> str | None:
@@ -762,8 +845,125 @@ def _scaler_fitted(obj: Any, fitted: dict[str, Any], where: str) -> None:
             raise _fail(at, f"must be {ref_value!r}")
 
 
+def _structure(estimator: Any) -> Any:
+    """The class of ``estimator``, or of each step of a ``Pipeline`` with its name."""
+    steps = getattr(estimator, "steps", None)
+    if kind_of_class(type(estimator)) == "pipeline" and isinstance(steps, list):
+        return [
+            (name, step if step is None or isinstance(step, str) else type(step))
+            for name, step in steps
+        ]
+    return type(estimator)
+
+
+def _target_fitted(obj: Any, fitted: dict[str, Any], where: str) -> None:
+    """A ``TransformedTargetRegressor``: its regressor, transformer and target dimension.
+
+    ``_training_dim`` (private in scikit-learn, which ``predict`` reads to
+    return ``(N,)`` or ``(N, n_targets)``) is 1 or 2 and the ``y_ndim_`` of
+    the fitted ``MultimodalRegressor`` (the allowed scalers keep the target's
+    shape); ``regressor_`` is fitted, of the structure of ``regressor``;
+    ``transformer_`` is the fitted ``transformer`` (no entry when it is None:
+    the identity, rebuilt on loading), fitted on the regressor's targets.
+    """
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    names = {"regressor_", "_training_dim"}
+    if obj.transformer is not None:
+        names.add("transformer_")
+    if set(fitted) != names:
+        with_ = "a transformer" if obj.transformer is not None else "transformer=None"
+        raise _fail(
+            where,
+            f"a fitted {type(obj).__name__} with {with_} has exactly {sorted(names)}",
+        )
+    ndim = fitted["_training_dim"]
+    if not (_is_int(ndim) and ndim in (1, 2)):
+        raise _fail(
+            f"{where}._training_dim",
+            "must be 1 (y of shape (N,)) or 2 (y of shape (N, n_targets))",
+        )
+    regressor = fitted["regressor_"]
+    net = final_regressor(regressor)
+    if net is None:
+        raise _fail(f"{where}.regressor_", f"must be {_REGRESSOR}")
+    if _structure(regressor) != _structure(obj.regressor):
+        raise _fail(
+            f"{where}.regressor_",
+            f"must be the fitted {type(obj.regressor).__name__} of the regressor "
+            "parameter (the same class, or the same steps)",
+        )
+    state = vars(net)
+    if not (
+        state.get("initialized_", False)
+        and "n_outputs_" in state
+        and "y_ndim_" in state
+    ):
+        raise _fail(f"{where}.regressor_", "must be fitted")
+    if net is not regressor:
+        for name, step in regressor.steps[:-1]:
+            if step is None or isinstance(step, str):
+                continue
+            try:
+                check_is_fitted(step)
+            except NotFittedError:
+                raise _fail(f"{where}.regressor_[{name!r}]", "must be fitted") from None
+    if net.y_ndim_ != ndim:
+        raise _fail(
+            f"{where}._training_dim",
+            f"{ndim} is not the target dimension the fitted regressor was trained "
+            f"on (its y_ndim_ is {net.y_ndim_})",
+        )
+    if "transformer_" in fitted:
+        spec, got = obj.transformer, fitted["transformer_"]
+        if type(got) is not type(spec) or not _same_params(clone(spec), got):
+            raise _fail(
+                f"{where}.transformer_",
+                f"must be the fitted {type(spec).__name__} of the transformer parameter",
+            )
+        if getattr(got, "n_features_in_", None) != net.n_outputs_:
+            raise _fail(
+                f"{where}.transformer_",
+                f"must be fitted on the {net.n_outputs_} targets the regressor predicts",
+            )
+
+
+def identity_transformer(check_inverse: bool, n_targets: int) -> Any:
+    """The ``transformer_`` a ``TransformedTargetRegressor`` fits without a transformer.
+
+    With ``transformer``, ``func`` and ``inverse_func`` None, scikit-learn
+    fits this identity ``FunctionTransformer`` on the ``(N, n_targets)``
+    target; a model file stores nothing of it, and loading rebuilds it.
+    """
+    from sklearn.preprocessing import FunctionTransformer
+
+    identity = FunctionTransformer(validate=True, check_inverse=check_inverse)
+    identity.set_output(transform="default")
+    return identity.fit(np.zeros((1, n_targets)))
+
+
+def check_identity_transformer(obj: Any, where: str) -> None:
+    """Saving: without a transformer, ``transformer_`` must be what loading rebuilds."""
+    net = final_regressor(obj.regressor_)
+    expected = identity_transformer(obj.check_inverse, net.n_outputs_)
+    got = getattr(obj, "transformer_", None)
+    if type(got) is not type(expected) or not _same(vars(got), vars(expected)):
+        raise RefusedValue(
+            f"cannot save {where}.transformer_ = {short(got)} in a safe model file: "
+            "with transformer=None, func=None and inverse_func=None it must be the "
+            "identity scikit-learn fits (was the transformer changed after fitting? "
+            "fit again)"
+        )
+
+
 def check_fitted(kind: str, obj: Any, fitted: dict[str, Any], where: str) -> None:
     """Raise ``ValueError`` when the fitted attributes of ``obj`` are not consistent."""
+    if kind == "target_regressor":  # its _training_dim is private: checked by name
+        if fitted:
+            _target_fitted(obj, fitted, where)
+        return
     for key in fitted:
         if not ATTR_NAME.match(key) or hasattr(type(obj), key):
             raise _fail(where, f"bad fitted attribute name {key!r}")

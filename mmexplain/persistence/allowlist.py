@@ -10,7 +10,9 @@ without ``trust_pickle``. Each allowed class has a *role*:
     an encoder instance given as a parameter (the encoders of
     ``module=LateFusionNet``): constructor arguments and weights;
 ``'fitted'``
-    parameters and public fitted attributes (``mean_``, ``transformers_``);
+    parameters and fitted attributes: public ones (``mean_``,
+    ``transformers_``), and the few private ones a class needs to predict,
+    each checked explicitly (``TransformedTargetRegressor._training_dim``);
 ``'params'``
     constructor parameters only;
 ``'class'``
@@ -38,8 +40,9 @@ shortest public path):
 So a new balancer, callback or fusion network exported by a public
 namespace is saved and loaded without editing this package. A class that is
 not exported by mmexplain (a ``Balancer`` subclass of your own) is refused.
-Third-party classes (scikit-learn scalers, torch losses and optimizers, ...)
-are listed explicitly in :data:`THIRD_PARTY`.
+Third-party classes (scikit-learn scalers, ``Pipeline`` and
+``TransformedTargetRegressor``, torch losses and optimizers, ...) are listed
+explicitly in :data:`THIRD_PARTY`.
 
 Examples
 --------
@@ -73,6 +76,8 @@ Entry = tuple[tuple[str, ...], str]
 #: third-party classes: canonical name -> (modules where it may live, role)
 THIRD_PARTY: dict[str, Entry] = {
     "sklearn.pipeline.Pipeline": (("sklearn.pipeline",), "params"),
+    # a regressor fitted on a scaled target, at the root of a file (issue 22)
+    "sklearn.compose.TransformedTargetRegressor": (("sklearn.compose",), "fitted"),
     **{
         f"sklearn.preprocessing.{name}": (("sklearn.preprocessing",), "fitted")
         for name in (
@@ -198,6 +203,7 @@ def allowed() -> dict[str, Entry]:
 _KINDS: tuple[tuple[str, str, str], ...] = (
     ("estimator", "net", "mmexplain.estimators.base.MultimodalNetMixin"),
     ("pipeline", "params", "sklearn.pipeline.Pipeline"),
+    ("target_regressor", "fitted", "sklearn.compose.TransformedTargetRegressor"),
     ("balancer", "params", "mmexplain.balancers.Balancer"),
     ("callback", "params", "skorch.callbacks.Callback"),
     ("splitter", "params", "skorch.dataset.ValidSplit"),
@@ -220,9 +226,11 @@ def _import(path: str) -> type:
 def kind_of(name: str) -> str | None:
     """What the allow-listed class ``name`` is, which fixes where a file may use it.
 
-    ``'estimator'`` (a skorch net), ``'pipeline'``, ``'transformer'``
-    (mmexplain's ``ModalityTransformer``/``ModalitySplitter``), ``'scaler'``
-    (a scikit-learn scaler inside one), ``'balancer'``, ``'callback'``,
+    ``'estimator'`` (a skorch net), ``'pipeline'``, ``'target_regressor'``
+    (scikit-learn's ``TransformedTargetRegressor`` around an estimator or a
+    pipeline), ``'transformer'`` (mmexplain's
+    ``ModalityTransformer``/``ModalitySplitter``), ``'scaler'`` (a
+    scikit-learn scaler inside one, or a target regressor's ``transformer``), ``'balancer'``, ``'callback'``,
     ``'splitter'`` (``ValidSplit``), ``'encoder'`` (an encoder instance of
     ``module__encoders``), and the classes a net takes as parameters:
     ``'network'`` (``module=``), ``'loss'`` (``criterion=``), ``'optimizer'``,
@@ -237,17 +245,19 @@ def kind_of(name: str) -> str | None:
     ('network', 'loss')
     >>> kind_of("sklearn.preprocessing.StandardScaler"), kind_of("os.system")
     ('scaler', None)
+    >>> kind_of("sklearn.compose.TransformedTargetRegressor")
+    'target_regressor'
     """
     entry = allowed().get(name)
     cls = None if entry is None else resolve(name)
     if entry is None or cls is None:
         return None
     role = entry[1]
-    if role == "fitted":
-        return "transformer" if name.startswith("mmexplain.") else "scaler"
     for kind, kind_role, base in _KINDS:
         if role == kind_role and issubclass(cls, _import(base)):
             return kind
+    if role == "fitted":
+        return "transformer" if name.startswith("mmexplain.") else "scaler"
     return None
 
 
