@@ -24,7 +24,8 @@ along the first axis, and the targets under ``y`` (``--target-key`` to
 change), with :func:`mmexplain.data.load_npz`; ``export-data`` writes the
 bundled data set in that format with :func:`mmexplain.data.save_npz`
 (``--split test``: the rows ``train`` holds out). ``train --save-model``
-saves the whole pipeline (the per-modality scalers and the classifier) with
+saves the whole pipeline (the per-modality scalers and the network; for a
+regression, inside its ``TransformedTargetRegressor``) with
 :func:`mmexplain.persistence.save_model`, a format that runs no code when it
 is loaded. Pickled models load only with ``explain --trust-pickle``.
 

@@ -758,3 +758,35 @@ def test_task_option_overrides_the_detection(regression_npz, small, capsys):
         "",
     )
     assert rc == 2 and "real numbers" in err, err  # string labels are no targets
+
+
+def test_regression_model_file_round_trip(regression_npz, tmp_path, capsys):
+    """train --save-model on a regression, then explain: same score, same report."""
+    path = regression_npz[0]
+    model = tmp_path / "reg.mmx"
+    common = ["--plot", "", "--format", "json", "--explainers", "permutation"]
+    rc, out, err = run(
+        capsys,
+        "--quiet",
+        "train",
+        "--data",
+        path,
+        "--epochs",
+        "3",
+        "--save-model",
+        model,
+        "--test-size",
+        "0.5",
+        *common,
+    )
+    assert rc == 0, err
+    trained = json.loads(out)
+    pipe = load_model(model)
+    assert type(pipe).__name__ == "TransformedTargetRegressor"
+    rc, out, err = run(capsys, "--quiet", "explain", model, path, *common)
+    assert rc == 0, err
+    explained = json.loads(out)
+    X, y = regression_npz[1], regression_npz[2]
+    assert explained["score"] == pytest.approx(pipe.score(X, y), rel=1e-6)
+    assert list(explained["explainers"]["permutation"]["shares"]) == ["a", "b"]
+    assert trained["explainers"]["permutation"]["params"]["scoring"] == "loss"
