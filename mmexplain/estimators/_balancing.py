@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from sklearn.base import clone
@@ -13,6 +13,13 @@ from mmexplain.data.sources import ArraySource, DatasetSource
 
 __all__ = ["BalancerLifecycleMixin"]
 
+if TYPE_CHECKING:
+    # for the type checker the mixins are what they are mixed into, a skorch
+    # net (skorch ships no type information, so its attributes are Any)
+    from skorch import NeuralNet as _Net
+else:
+    _Net = object
+
 
 def _same(a: Any, b: Any) -> bool:
     try:
@@ -21,7 +28,7 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-class BalancerLifecycleMixin:
+class BalancerLifecycleMixin(_Net):
     """Owns ``balancer_`` and calls its hooks (see :mod:`mmexplain.balancers.base`).
 
     skorch calls the net's own ``on_epoch_begin`` / ``on_epoch_end`` first in
