@@ -557,6 +557,8 @@ def test_prediction_value_is_for_regression_only():
     with pytest.raises(ValueError, match="for regression models"):
         ModalityShapley(value="prediction").explain(clf, X, y)
     assert ModalityShapley().explain(clf, X, y).params["value"] == "probability"
+    with pytest.raises(ValueError, match="needs y"):  # 'auto' on a classifier
+        ModalityShapley().explain(clf, X)
 
 
 # ----------------------------------------------------------------------------

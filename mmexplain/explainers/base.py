@@ -614,7 +614,7 @@ class BaseModalityExplainer(BaseEstimator):
                     f"{type(self).__name__} needs y (targets) to score the model"
                 )
             return ExplainContext(model, adapter, Xv, None, None, given, unwrapped)
-        y_idx = adapter.encode_y(y, len(Xv), spatial=_image_size(Xv))
+        y_idx = adapter.encode_y(y, len(Xv), spatial=image_size(Xv))
         return ExplainContext(model, adapter, Xv, y_idx, y, given, unwrapped)
 
     def _engine(
@@ -711,7 +711,7 @@ def _unwrap_target(
     return model, X, y, path
 
 
-def _image_size(X: Any) -> tuple[int, ...] | None:
+def image_size(X: Any) -> tuple[int, ...] | None:
     """The ``(H, W)`` the image modalities ``(C, H, W)`` of ``X`` share, else None."""
     shapes = (
         X.row_shapes.values()

@@ -18,6 +18,7 @@ from mmexplain.explainers._stats import make_stat
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
     ExplainContext,
+    image_size,
     normalize_shares,
 )
 from mmexplain.modules.contract import require
@@ -244,7 +245,7 @@ class ModalityShapley(BaseModalityExplainer):
         regression = ctx.adapter.regression
         value = self.value
         if value == "auto":
-            return "prediction" if regression else "probability"
+            value = "prediction" if regression else "probability"
         if regression and value in ("probability", "correct"):
             raise ValueError(
                 f"value={value!r} needs classes, but the model is a regression model; "
@@ -256,8 +257,15 @@ class ModalityShapley(BaseModalityExplainer):
                 "for a classifier use value='probability' or 'neg_loss'"
             )
         if value != "prediction" and ctx.y is None:
-            raise ValueError(
-                f"ModalityShapley(value={value!r}) needs y (targets) to score the model"
+            if not getattr(ctx.X, "has_targets", False):
+                raise ValueError(
+                    f"ModalityShapley(value={value!r}) needs y (targets) to score "
+                    "the model"
+                )
+            # a Dataset's own targets, read once the value is known to need them
+            ctx.y_raw = ctx.X.targets()
+            ctx.y = ctx.adapter.encode_y(
+                ctx.y_raw, len(ctx.X), spatial=image_size(ctx.X)
             )
         return value
 
