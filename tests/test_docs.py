@@ -67,6 +67,19 @@ def test_user_guide_snippets_run(tmp_path, monkeypatch):
     assert abs(ns["mu"].utilization.sum() - 100) < 1e-6
     assert ns["search"].best_params_["balancer__p"] in (0.1, 0.3, 0.5)
     assert len(ns["tracked"].history[:, "utilization"]) == 3
+    # the model-selection search picks among models better than chance
+    majority = max(ns["y"].mean(), 1 - ns["y"].mean())
+    accs = list(ns["search"].cv_results_["mean_test_acc"])  # p = 0.1, 0.3, 0.5
+    assert min(accs) > majority + 0.1
+    assert accs == sorted(accs, reverse=True)  # "more dropout costs accuracy"
+    # the UtilizationTarget snippet reaches its target on the training data
+    target = ns["target_clf"].balancer_.target
+    shares = (
+        ns["PermutationModalityImportance"](n_repeats=5, random_state=0)
+        .explain(ns["target_clf"], ns["X"], ns["y"])
+        .shares_by_modality
+    )
+    assert all(abs(shares[m] - 100 * t) <= 10 for m, t in target.items()), shares
 
 
 def _public_modules() -> list[str]:
