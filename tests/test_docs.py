@@ -7,6 +7,8 @@
 * The API reference (``doc/api.rst``) documents every name in
   ``mmexplain.__all__`` and in the ``__all__`` of each public module.
 * The changelog's sections carry versions, the newest being the package's.
+* The ```python blocks of README.md run as written, in order, in one
+  namespace (``README_SKIPPED`` names any block left out, with its reason).
 """
 
 from __future__ import annotations
@@ -65,6 +67,19 @@ def test_user_guide_snippets_run(tmp_path, monkeypatch):
     assert abs(ns["mu"].utilization.sum() - 100) < 1e-6
     assert ns["search"].best_params_["balancer__p"] in (0.1, 0.3, 0.5)
     assert len(ns["tracked"].history[:, "utilization"]) == 3
+    # the model-selection search picks among models better than chance
+    majority = max(ns["y"].mean(), 1 - ns["y"].mean())
+    accs = list(ns["search"].cv_results_["mean_test_acc"])  # p = 0.1, 0.3, 0.5
+    assert min(accs) > majority + 0.1
+    assert accs == sorted(accs, reverse=True)  # "more dropout costs accuracy"
+    # the UtilizationTarget snippet reaches its target on the training data
+    target = ns["target_clf"].balancer_.target
+    shares = (
+        ns["PermutationModalityImportance"](n_repeats=5, random_state=0)
+        .explain(ns["target_clf"], ns["X"], ns["y"])
+        .shares_by_modality
+    )
+    assert all(abs(shares[m] - 100 * t) <= 10 for m, t in target.items()), shares
 
 
 def _public_modules() -> list[str]:
@@ -150,3 +165,44 @@ def test_changelog_sections_carry_versions_and_the_newest_is_the_package_version
     )
     assert dates == sorted(dates, reverse=True)
     assert heads[0].split()[0] == mmexplain.__version__
+
+
+#: README ```python blocks not run here, by their first line, with the reason.
+#: A block belongs here only when it needs a GPU or runs for minutes; none does now.
+README_SKIPPED: dict[str, str] = {}
+
+
+def _readme_blocks() -> list[str]:
+    text = (DOC.parent / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch):
+    """Every ```python block of README.md runs as written, in order, in one namespace."""
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # small networks: one thread (as the examples do)
+    ns: dict = {"__name__": "__main__"}
+    ran = []
+    try:
+        for block in _readme_blocks():
+            first = block.splitlines()[0]
+            if first in README_SKIPPED:
+                continue
+            exec(compile(block, "README.md", "exec"), ns)  # noqa: S102 - our own README
+            ran.append(first)
+            if len(ran) == 1:  # the Usage block: its classifier, before later ones
+                usage_score = ns["clf"].score(ns["X_test"], ns["y_test"])
+    finally:
+        torch.set_num_threads(before)
+    assert len(ran) >= 3 and not set(README_SKIPPED) - {
+        b.splitlines()[0] for b in _readme_blocks()
+    }
+    # what the blocks say they compute
+    assert usage_score > 0.9
+    assert ns["clf"].score(ns["X_test"], ns["y_test"]) > 0.8  # trained on `tiles`
+    assert ns["search"].best_params_["balancer__p"] in (0.1, 0.3, 0.5)
+    assert abs(ns["expl"].utilization.sum() - 100) < 1e-6
+    assert len(ns["tiles"]) == len(ns["y_train"])
