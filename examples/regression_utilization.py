@@ -49,6 +49,7 @@ MMEXPLAIN_QUICK
 
 # %%
 import os
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -77,6 +78,7 @@ QUICK = os.environ.get("MMEXPLAIN_QUICK", "") == "1"
 OUT = os.environ.get("MMEXPLAIN_EXAMPLES_OUT")
 EPOCHS = 3 if QUICK else 40
 RESAMPLES = 50 if QUICK else 1000
+start = time.perf_counter()
 
 
 def save(fig, name):
@@ -202,3 +204,4 @@ axes[1].set_ylabel("held-out R^2 lost")
 axes[1].set_title("Blacking out a view")
 fig.tight_layout()
 save(fig, "regression_diabetes.png")
+print(f"done in {time.perf_counter() - start:.1f} s")

@@ -528,7 +528,7 @@ def test_build_module_errors():
     with pytest.raises(ValueError, match=r"modality 'b'.*\(4,\)"):
         build_module({"a": (3, 8, 8), "b": (4,)}, 2, task="segmentation")
     with pytest.raises(ValueError, match="task must be"):
-        build_module({"a": (3,)}, 2, task="regression")
+        build_module({"a": (3,)}, 2, task="ranking")
 
 
 @pytest.mark.parametrize(
