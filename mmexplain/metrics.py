@@ -160,6 +160,7 @@ def utilization_distance(
     >>> round(utilization_distance({"a": 60, "b": 40}, {"b": 0.5, "a": 0.5}), 6)
     0.1
     """
+    t: np.ndarray | None
     if isinstance(shares, Mapping):
         names = list(shares)
         s = np.array([float(shares[m]) for m in names])
