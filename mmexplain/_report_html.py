@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mmexplain.results import ModalityExplanation
+from mmexplain.results import MethodSpec, ModalityExplanation
 
 __all__ = ["render_html"]
 
@@ -89,13 +89,21 @@ def _fmt(value: float, fmt: str) -> str:
     return "nan" if not np.isfinite(value) else format(value, fmt)
 
 
+def _spec(expl: ModalityExplanation) -> MethodSpec:
+    """The result's spec (html_report checked that every entry has one)."""
+    spec = expl.method_spec
+    if spec is None:
+        raise ValueError(f"a {expl.method!r} result has no MethodSpec")
+    return spec
+
+
 def _shares_table(report: Mapping[str, ModalityExplanation]) -> str:
     first = next(iter(report.values()))
     mods = list(first.modalities)
     header = ["modality"]
     columns: list[tuple[np.ndarray, str, bool]] = []
     for expl in report.values():
-        spec = expl.method_spec
+        spec = _spec(expl)
         values = np.asarray(getattr(expl, spec.field), dtype=float)
         header.append(spec.column)
         columns.append((values, spec.fmt, True))
@@ -130,13 +138,13 @@ def _verdict(report: Mapping[str, ModalityExplanation]) -> str:
         shares = np.asarray(expl.shares, dtype=float)
         if not np.isfinite(shares).any():
             items.append(
-                f"<li>{html.escape(expl.method_spec.title)}: no modality contributes "
+                f"<li>{html.escape(_spec(expl).title)}: no modality contributes "
                 "(shares undefined).</li>"
             )
             continue
         j = int(np.nanargmax(shares))
         items.append(
-            f"<li>{html.escape(expl.method_spec.title)}: "
+            f"<li>{html.escape(_spec(expl).title)}: "
             f"<b>{html.escape(expl.modalities[j])}</b> has the largest share, "
             f"{shares[j]:.1f}% (uniform would be {100 / len(shares):.1f}%).</li>"
         )
@@ -241,21 +249,27 @@ def _per_sample_figure(report: Mapping[str, ModalityExplanation]) -> str:
     import matplotlib.pyplot as plt
 
     expl = report.get("shapley")
-    values, label = None, ""
-    if expl is not None and getattr(expl, "values", None) is not None:
-        values, label = np.asarray(expl.values, dtype=float), "Shapley value"
+    values: np.ndarray | None = None
+    label = ""
+    shapley_values = getattr(expl, "values", None)
+    if expl is not None and shapley_values is not None:
+        values, label = np.asarray(shapley_values, dtype=float), "Shapley value"
     else:
         expl = report.get("attribution")
-        if expl is not None and getattr(expl, "sample_shares", None) is not None:
-            values = np.asarray(expl.sample_shares, dtype=float) * 100
+        sample_shares = getattr(expl, "sample_shares", None)
+        if expl is not None and sample_shares is not None:
+            values = np.asarray(sample_shares, dtype=float) * 100
             label = "attribution share (%)"
     if values is None or not len(values):
         return ""
+    assert expl is not None  # the values are expl's
     fig, ax = plt.subplots(figsize=(6, 3.2))
     finite = [v[np.isfinite(v)] for v in values.T]
     ax.boxplot(finite, showfliers=False)
     for j, v in enumerate(finite, start=1):
-        x = j + np.linspace(-0.18, 0.18, len(v)) if len(v) else []
+        x: np.ndarray | list[float] = (
+            j + np.linspace(-0.18, 0.18, len(v)) if len(v) else []
+        )
         ax.scatter(x, v, s=4, alpha=0.25, color="C0")
     ax.set_xticks(range(1, len(expl.modalities) + 1))
     ax.set_xticklabels(expl.modalities)
@@ -272,10 +286,11 @@ def _per_sample_figure(report: Mapping[str, ModalityExplanation]) -> str:
 def _per_class_section(report: Mapping[str, ModalityExplanation], y: Any) -> str:
     """Mean Shapley value per modality and class (the per-class picture)."""
     expl = report.get("shapley")
-    if expl is None or getattr(expl, "values", None) is None or y is None:
+    shapley_values = getattr(expl, "values", None)
+    if expl is None or shapley_values is None or y is None:
         return ""
     y = np.asarray(y)
-    values = np.asarray(expl.values, dtype=float)
+    values = np.asarray(shapley_values, dtype=float)
     if y.ndim != 1 or len(y) != len(values):
         return ""
     classes = np.unique(y)
@@ -354,8 +369,7 @@ def render_html(
             _shares_table(report),
             '<ul class="legend">'
             + "".join(
-                f"<li>{html.escape(e.method_spec.legend)}.</li>"
-                for e in report.values()
+                f"<li>{html.escape(_spec(e).legend)}.</li>" for e in report.values()
             )
             + "</ul>",
             summary_fig,
@@ -373,7 +387,7 @@ def render_html(
                 parts += ["<h2>Training</h2>", history]
         parts.append("<h2>Settings</h2>")
         rows = [
-            [e.method_spec.title, ", ".join(f"{k}={v}" for k, v in e.params.items())]
+            [_spec(e).title, ", ".join(f"{k}={v}" for k, v in e.params.items())]
             for e in report.values()
         ]
         parts.append(_table(["method", "parameters"], rows, cls="settings"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from numbers import Integral
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, validate_params
@@ -160,6 +160,7 @@ def utilization_distance(
     >>> round(utilization_distance({"a": 60, "b": 40}, {"b": 0.5, "a": 0.5}), 6)
     0.1
     """
+    t: np.ndarray | None
     if isinstance(shares, Mapping):
         names = list(shares)
         s = np.array([float(shares[m]) for m in names])
@@ -182,6 +183,21 @@ def utilization_distance(
     if (s < 0).any() or (t < 0).any() or s.sum() <= 0 or t.sum() <= 0:
         raise ValueError("shares and target must be non-negative with a positive sum")
     return float(0.5 * np.abs(s / s.sum() - t / t.sum()).sum())
+
+
+@overload
+def check_target(
+    target: Mapping[str, float], modalities: tuple[str, ...], *, atol: float = ...
+) -> dict[str, float]: ...
+
+
+@overload
+def check_target(
+    target: Mapping[str, float] | None,
+    modalities: tuple[str, ...],
+    *,
+    atol: float = ...,
+) -> dict[str, float] | None: ...
 
 
 def check_target(

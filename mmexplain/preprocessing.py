@@ -83,7 +83,11 @@ def _check_output_kind(transform: str | None) -> None:
         )
 
 
-class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class ModalityTransformer(
+    TransformerMixin,
+    BaseEstimator,
+    auto_wrap_output_keys=None,  # type: ignore[call-arg]  # sklearn's __init_subclass__ (untyped)
+):
     """Apply a scikit-learn transformer to each modality of ``X``.
 
     The multimodal counterpart of ``ColumnTransformer``: ``X`` is a mapping
@@ -158,7 +162,8 @@ class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys
             self.transformers = params.pop("transformers")
         if "remainder" in params:
             self.remainder = params.pop("remainder")
-        transformers = dict(self.transformers) if params else self.transformers
+        # a copy, set only when params change it (unused without params)
+        transformers: dict[str, Any] = dict(self.transformers) if params else {}
         nested: dict[str, dict[str, Any]] = {}
         for key, value in params.items():
             name, sep, sub = key.partition("__")
@@ -171,8 +176,8 @@ class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys
                 nested.setdefault(name, {})[sub] = value
             else:
                 transformers[name] = value
-        for name, sub in nested.items():
-            transformers[name].set_params(**sub)
+        for name, sub_params in nested.items():
+            transformers[name].set_params(**sub_params)
         if params:
             self.transformers = transformers
         return self
@@ -392,7 +397,7 @@ class ModalityTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys
                 "input_features must be a mapping {modality: feature names} (a "
                 "ModalityTransformer has one set of features per modality)"
             )
-        names = []
+        names: list[str] = []
         for m in self.transformers_:
             given = None if input_features is None else input_features.get(m)
             names.extend(f"{m}__{n}" for n in self._modality_names_out(m, given))
@@ -425,7 +430,11 @@ def _shorten(names: Any, n: int = 10) -> str:
     )
 
 
-class ModalitySplitter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class ModalitySplitter(
+    TransformerMixin,
+    BaseEstimator,
+    auto_wrap_output_keys=None,  # type: ignore[call-arg]  # sklearn's __init_subclass__ (untyped)
+):
     """Split the columns of one table into modalities, as the first step of a Pipeline.
 
     A 2-D array or pandas ``DataFrame`` goes in; a

@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Mapping
 from numbers import Integral
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, validate_params
@@ -35,8 +35,14 @@ __all__ = [
 ]
 
 
+def _for_report_function(cls: type[BaseModalityExplainer]) -> Any:
+    """The function behind the classmethod ``cls.for_report``."""
+    method: Any = cls.for_report
+    return method.__func__
+
+
 # the base class's for_report (None: not in the report)
-_NO_REPORT = BaseModalityExplainer.for_report.__func__
+_NO_REPORT = _for_report_function(BaseModalityExplainer)
 
 _REPORT_PARAMS = {
     "n_repeats": [Interval(Integral, 1, None, closed="left")],
@@ -121,7 +127,8 @@ def report_explainers(
     ['permutation', 'shapley']
     """
     chosen, known = [], []
-    for _, cls in all_estimators("explainer"):
+    for _, found in all_estimators("explainer"):
+        cls = cast("type[BaseModalityExplainer]", found)  # explainers only
         explainer = cls.for_report(
             n_modalities=n_modalities,
             n_repeats=n_repeats,
@@ -129,7 +136,7 @@ def report_explainers(
             show_progress=show_progress,
         )
         spec = cls._result_class.spec
-        if spec is not None and cls.for_report.__func__ is not _NO_REPORT:
+        if spec is not None and _for_report_function(cls) is not _NO_REPORT:
             known.append((spec.order, spec.name))
         if explainer is None:
             continue

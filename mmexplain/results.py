@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -181,8 +181,9 @@ class ModalityExplanation:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("spec") is not None:
-            _BY_METHOD[cls.spec.name] = cls
+        spec = cls.__dict__.get("spec")
+        if spec is not None:
+            _BY_METHOD[spec.name] = cls
 
     @property
     def method_spec(self) -> MethodSpec | None:
@@ -191,7 +192,7 @@ class ModalityExplanation:
 
     def __new__(cls, *args: Any, **kwargs: Any) -> ModalityExplanation:
         if cls is ModalityExplanation:
-            cls = _BY_METHOD.get(kwargs.get("method"), cls)  # type: ignore[arg-type, assignment]
+            cls = _BY_METHOD.get(kwargs.get("method", ""), cls)
         return super().__new__(cls)
 
     def __init__(
@@ -344,7 +345,8 @@ class ModalityExplanation:
             return plot_class_utilization(
                 np.asarray(shares, dtype=float).T,
                 list(self.modalities),
-                [str(c) for c in self.classes],
+                # the per-class results (with class_shares) have classes
+                [str(c) for c in cast(Any, self).classes],
                 ax=ax,
                 title=title or "Utilization per class (%)",
             )
@@ -411,7 +413,8 @@ class ModalityExplanation:
                     f"this explanation was resampled with seed {seed}; explain again "
                     "with another random_state for other resamples"
                 )
-            reps = stored if of == "values" else self.bootstrap_shares
+            # the resampled results (with bootstrap_values) have bootstrap_shares
+            reps = stored if of == "values" else cast(Any, self).bootstrap_shares
             return np.asarray(reps, dtype=float), seed
         values = self._per_row_values()
         if values is None:
@@ -611,6 +614,19 @@ class PermutationExplanation(ModalityExplanation):
     )
     _per_modality = ("importances_mean", "importances_std")
     _scalars = ("baseline_score",)
+
+    importances: np.ndarray
+    importances_mean: np.ndarray
+    importances_std: np.ndarray
+    baseline_score: float
+    scoring: str
+    bootstrap_values: np.ndarray | None
+    bootstrap_shares: np.ndarray | None
+    class_importances: np.ndarray | None
+    class_shares: np.ndarray | None
+    classes: np.ndarray | None
+    target_importances: np.ndarray | None
+    target_shares: np.ndarray | None
     _raw_field = "importances_mean"
 
     def share_errors(self) -> np.ndarray | None:
@@ -696,6 +712,18 @@ class ConditionalExplanation(ModalityExplanation):
     )
     _per_modality = ("score_without", "rates")
     _scalars = ("score_full", "d_util")
+
+    score_full: float
+    score_without: np.ndarray
+    score_reference: np.ndarray
+    rates: np.ndarray
+    d_util: float | None
+    scoring: str | None
+    bootstrap_values: np.ndarray | None
+    bootstrap_shares: np.ndarray | None
+    class_rates: np.ndarray | None
+    class_shares: np.ndarray | None
+    classes: np.ndarray | None
     _raw_field = "rates"
 
     @property
@@ -781,6 +809,16 @@ class ShapleyExplanation(ModalityExplanation):
     )
     _per_modality = ("mean_values", "standard_errors")
     _raw_field = "mean_values"
+
+    values: np.ndarray | None
+    base_values: np.ndarray | None
+    mean_values: np.ndarray
+    standard_errors: np.ndarray | None
+    interaction_values: np.ndarray | None
+    interactions: np.ndarray | None
+    class_values: np.ndarray | None
+    class_shares: np.ndarray | None
+    classes: np.ndarray | None
 
     @property
     def method_spec(self) -> MethodSpec | None:
@@ -923,6 +961,8 @@ class AttributionExplanation(ModalityExplanation):
         order=40,
     )
     _fields = ("sample_shares",)
+
+    sample_shares: np.ndarray | None
 
     def n_rows(self) -> int | None:
         return None if self.sample_shares is None else len(self.sample_shares)

@@ -132,3 +132,19 @@ def test_save_refuses_a_target_key_naming_a_modality(tmp_path, data):
     with pytest.raises(ValueError, match="target_key 'eo' is the name of a modality"):
         save_npz(tmp_path / "d.npz", X, y, target_key="eo")
     assert not (tmp_path / "d.npz").exists()
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_names_of_numpy_savez_arguments_are_stored(tmp_path, data, compress):
+    """Modalities (or targets) named like np.savez's own arguments are kept."""
+    X, y = data
+    path = tmp_path / "data.npz"
+    X = {"allow_pickle": X["eo"], "file": X["sar"]}
+    save_npz(path, X, y, target_key="allow_pickle_y", compress=compress)
+    X2, y2 = load_npz(path, target_key="allow_pickle_y")
+    assert list(X2) == list(X)
+    for m in X:
+        np.testing.assert_array_equal(X2[m], X[m])
+    np.testing.assert_array_equal(y2, y)
+    save_npz(path, {"eo": X["allow_pickle"]}, y, target_key="allow_pickle")
+    np.testing.assert_array_equal(load_npz(path, target_key="allow_pickle")[1], y)

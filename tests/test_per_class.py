@@ -87,6 +87,9 @@ def test_per_class_refusals(fitted):
         PermutationModalityImportance(per_class=True, class_index=0).explain(
             clf, X, labels
         )
+    # class_index needs no y: the same refusal without it (was an AttributeError)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        PermutationModalityImportance(per_class=True, class_index=0).explain(clf, X)
     plain = PermutationModalityImportance(n_repeats=1).explain(clf, X, labels)
     with pytest.raises(ValueError, match="no per-class shares"):
         plain.plot(kind="classes")

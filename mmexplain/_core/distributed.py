@@ -109,10 +109,12 @@ def average_gradients(module: nn.Module) -> None:
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         return
+    grads: list[torch.Tensor] = []
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    _average([p.grad for p in params], shard[1])
+        grads.append(p.grad)
+    _average(grads, shard[1])
     buffers = [b for b in module.buffers() if b.is_floating_point()]
     if buffers:
         _average(buffers, shard[1])

@@ -100,12 +100,13 @@ class AttributionRegularizer(Balancer):
         self, net: Any, *, X: dict[str, torch.Tensor], **kwargs: Any
     ) -> torch.Tensor:
         logits, Z = encode_fuse(net.module_, X)
-        self.Z_ = detached(Z)
+        self.Z_: dict[str, torch.Tensor] | None = detached(Z)
         return logits
 
     def penalty(
         self, net: Any, *, X: Any, y: torch.Tensor, y_pred: torch.Tensor, **kwargs: Any
     ) -> torch.Tensor | None:
+        assert self.Z_ is not None  # forward stored this batch's embeddings
         Z = {m: z.requires_grad_(True) for m, z in self.Z_.items()}
         self.Z_ = None
         shares = modality_attribution(

@@ -137,7 +137,7 @@ class EpochData(NamedTuple):
     X: Mapping[str, torch.Tensor] | None
     y: torch.Tensor
     rows: Mapping[str, torch.Tensor] | None = None
-    index: np.ndarray | None = None
+    index: np.ndarray | None = None  # type: ignore[assignment]  # the public field shadows tuple.index
 
 
 class TrainingNet(Protocol):

@@ -15,6 +15,7 @@ from mmexplain.balancers.base import (
     modality_names,
     source_device,
 )
+from mmexplain.data.sources import RowSource
 
 __all__ = ["ModalityDropout"]
 
@@ -84,7 +85,12 @@ class ModalityDropout(Balancer):
         self.random_state = random_state
 
     def fit_started(
-        self, net: Any, *, X: Mapping[str, torch.Tensor], y: torch.Tensor, **kwargs: Any
+        self,
+        net: Any,
+        *,
+        X: RowSource | Mapping[str, torch.Tensor],
+        y: torch.Tensor,
+        **kwargs: Any,
     ) -> None:
         names = modality_names(X)
         droppable = names if self.modalities is None else tuple(self.modalities)
@@ -116,10 +122,9 @@ class ModalityDropout(Balancer):
         self.probs_ = torch.tensor(probs, dtype=torch.float32, device=device)
         self.droppable_ = [m in droppable for m in names]
         self.generator_ = self._make_generator(net, device)
-        if self.fill == "mean":
-            self.means_ = modality_means(X, device)
-        else:
-            self.means_ = None
+        self.means_: dict[str, torch.Tensor] | None = (
+            modality_means(X, device) if self.fill == "mean" else None
+        )
 
     def drop_mask(self, n: int, device: torch.device) -> torch.Tensor:
         """Boolean mask (n, M): True where a modality is dropped. Never all of a row."""

@@ -212,7 +212,7 @@ class OGMGE(Balancer):
         self, net: Any, *, X: dict[str, torch.Tensor], **kwargs: Any
     ) -> torch.Tensor:
         logits, Z = encode_fuse(net.module_, X)
-        self.Z_ = detached(Z)
+        self.Z_: dict[str, torch.Tensor] | None = detached(Z)
         return logits
 
     def coefficients(
@@ -256,13 +256,15 @@ class OGMGE(Balancer):
     ) -> None:
         if not (self.start_epoch <= self.epoch_ <= self.end_epoch):
             return
+        assert self.Z_ is not None  # forward stored this batch's embeddings
         coeff = self.coefficients(self.Z_, y, net.module_.head)
         self.Z_ = None
         self.coef_mean_.add(coeff)
-        grads = [p.grad for p in self.flat_params_]
-        if any(g is None for g in grads):  # rare: edit tensor by tensor
+        maybe_grads = [p.grad for p in self.flat_params_]
+        if any(g is None for g in maybe_grads):  # rare: edit tensor by tensor
             self._edit_one_by_one(coeff)
             return
+        grads = [g for g in maybe_grads if g is not None]  # all of them
         factors = list(coeff[self.param_modality_].to(grads[0].dtype).unbind())
         if not self.noise:
             torch._foreach_mul_(grads, factors)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from numbers import Integral, Real
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -16,7 +17,9 @@ from mmexplain.balancers.base import (
     modality_names,
     training_source,
 )
+from mmexplain.data.sources import RowSource
 from mmexplain.modules.contract import has_encode_fuse
+from mmexplain.results import ShapleyExplanation
 from mmexplain.seeding import MAX_SEED
 
 __all__ = ["SampleValuation", "KEEP_ROWS"]
@@ -116,9 +119,7 @@ class SampleValuation(Balancer):
         self.rng_ = self._make_rng(net)
 
     # -- valuation ----------------------------------------------------------
-    def _values(
-        self, net: Any, X: dict[str, torch.Tensor], y: torch.Tensor
-    ) -> np.ndarray:
+    def _values(self, net: Any, X: RowSource, y: torch.Tensor) -> np.ndarray:
         from mmexplain.explainers import ModalityShapley
 
         explainer = ModalityShapley(
@@ -127,39 +128,44 @@ class SampleValuation(Balancer):
             # Monte-Carlo orderings (more than max_exact modalities) are seeded too
             random_state=int(self.rng_.randint(MAX_SEED)),
         )
-        return explainer.explain(net.module_, X, y.detach().cpu().numpy()).values
+        expl = explainer.explain(net.module_, X, y.detach().cpu().numpy())
+        values = cast(ShapleyExplanation, expl).values
+        assert values is not None  # ModalityShapley keeps the per-sample values
+        return values
 
     def epoch_started(
         self,
         net: Any,
         *,
         epoch: int,
-        X: dict[str, torch.Tensor],
+        X: RowSource | Mapping[str, torch.Tensor],
         y: torch.Tensor,
         **kwargs: Any,
     ) -> EpochData | None:
         self.counts_ = None
         if epoch < self.warmup_epochs:
             return None
-        X = training_source(X)
+        source = training_source(X)
         n, M = len(y), len(self.modalities_)
+        rows: np.ndarray
+        mods: np.ndarray
         if self.level == "sample":
-            phi = self._values(net, X, y)  # (N, M)
+            phi = self._values(net, source, y)  # (N, M)
             copies = np.where(
                 phi <= -0.1, 3, np.where(phi <= 0.4, 2, np.where(phi < 1.0, 1, 0))
             )
-            rows, mods = [], []
+            row_parts, mod_parts = [], []
             for j in range(M):
                 idx = np.repeat(np.arange(n), copies[:, j])
-                rows.append(idx)
-                mods.append(np.full(len(idx), j))
-            rows, mods = np.concatenate(rows), np.concatenate(mods)
+                row_parts.append(idx)
+                mod_parts.append(np.full(len(idx), j))
+            rows, mods = np.concatenate(row_parts), np.concatenate(mod_parts)
             mean_phi = phi.mean(axis=0)
         else:
             k = max(1, int(round(self.subset * n)))
             sub = self.rng_.choice(n, k, replace=False)
             sub_t = torch.as_tensor(sub, device=y.device)
-            phi = self._values(net, X.subset(sub), y.index_select(0, sub_t))
+            phi = self._values(net, source.subset(sub), y.index_select(0, sub_t))
             mean_phi = phi.mean(axis=0)
             gap = 1.0 - mean_phi
             hi, lo = int(gap.argmax()), int(gap.argmin())

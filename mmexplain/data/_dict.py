@@ -124,7 +124,7 @@ class ModalityDict(dict):
                 )
         super().__setitem__(key, value)
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def update(self, *args: Any, **kwargs: Any) -> None:
         if len(args) > 1:
             raise TypeError(
                 f"update expected at most 1 positional argument, got {len(args)}"
@@ -143,25 +143,25 @@ class ModalityDict(dict):
         for key, _ in items:
             super().__setitem__(key, dict.__getitem__(trial, key))
 
-    def __ior__(self, other: Any) -> ModalityDict:  # type: ignore[override]
+    def __ior__(self, other: Any) -> ModalityDict:
         self.update(other)
         return self
 
-    def __or__(self, other: Any) -> ModalityDict:  # type: ignore[override]
+    def __or__(self, other: Any) -> ModalityDict:
         if not isinstance(other, Mapping):
             return NotImplemented
         out = self.copy()
         out.update(other)
         return out
 
-    def __ror__(self, other: Any) -> ModalityDict:  # type: ignore[override]
+    def __ror__(self, other: Any) -> ModalityDict:
         if not isinstance(other, Mapping):
             return NotImplemented
         out = ModalityDict(other)
         out.update(self)
         return out
 
-    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def setdefault(self, key: str, default: Any = None) -> Any:
         if key not in self:
             self[key] = default
         return self[key]
@@ -201,7 +201,7 @@ class ModalityDict(dict):
     def __ne__(self, other: object) -> bool:
         return not self.__eq__(other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __reduce__(self):
         return (type(self), (dict(self.items()),))

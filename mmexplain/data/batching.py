@@ -9,7 +9,7 @@ skorch's ``iterator_train`` / ``iterator_valid`` slots.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -127,7 +127,8 @@ class TrainingDataset(Dataset):
         # a user's Dataset: every item is checked against its first one
         base, _ = _unwrap_subsets(data, [])
         self.layout = (
-            ItemLayout.of(split_item(data[0])[0])
+            # a user's Dataset here (``base`` is no mapping)
+            ItemLayout.of(split_item(cast(Dataset, data)[0])[0])
             if not isinstance(base, Mapping | TrainingDataset) and len(data) > 0  # type: ignore[arg-type]
             else None
         )
@@ -219,7 +220,7 @@ class CollatedBatch(Sequence):
         if not -len(self) <= k < len(self):
             raise IndexError(k)
         X, y = self.batch[0], self.batch[1]
-        item = ({m: t[k] for m, t in X.items()}, y[k])
+        item: tuple[Any, ...] = ({m: t[k] for m, t in X.items()}, y[k])
         if len(self.batch) == 3:
             item += ({name: v[k] for name, v in self.batch[2].items()},)
         return item
@@ -335,7 +336,12 @@ def dataset_loader(
     dropout in training).
     """
     batches = _BatchSampler(
-        len(dataset), int(batch_size), shuffle, drop_last, generator, shard
+        len(dataset),  # type: ignore[arg-type]  # torch's Dataset declares no __len__
+        int(batch_size),
+        shuffle,
+        drop_last,
+        generator,
+        shard,
     )
     base = torch.Generator()
     base.manual_seed(

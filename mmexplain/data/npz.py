@@ -245,9 +245,25 @@ def save_npz(
         )
     arrays = {m: _to_numpy(v) for m, v in Xv.items()}
     arrays[target_key] = y
-    write = np.savez_compressed if compress else np.savez
     with open(path, "wb") as fh:  # np.savez(name) would append '.npz'
-        write(fh, **arrays)
+        _savez(fh, arrays, compress)
+
+
+def _savez(fh: Any, arrays: Mapping[str, np.ndarray], compress: bool) -> None:
+    """What ``np.savez(fh, **arrays)`` (or ``savez_compressed``) writes.
+
+    Written here, not through ``np.savez``'s keywords, so that any name can be
+    stored: ``np.savez`` takes arrays named ``file`` or ``allow_pickle`` as its
+    own arguments (an ``allow_pickle`` array was silently left out).
+    """
+    compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(fh, mode="w", compression=compression, allowZip64=True) as zf:
+        for name, value in arrays.items():
+            # as np.savez: one .npy member per array, zip64 always (numpy gh-10776)
+            with zf.open(name + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(
+                    member, np.asanyarray(value), allow_pickle=False
+                )
 
 
 def _to_numpy(value: Any) -> np.ndarray:

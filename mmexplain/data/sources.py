@@ -152,10 +152,10 @@ class ArraySource(RowSource):
                     rows = value[index]
                 rows = rows.detach()
             else:
-                rows = np.ascontiguousarray(value[index])
-                if not rows.flags.writeable:  # a read-only memmap view
-                    rows = np.array(rows)
-                rows = torch.from_numpy(rows)
+                array = np.ascontiguousarray(value[index])
+                if not array.flags.writeable:  # a read-only memmap view
+                    array = np.array(array)
+                rows = torch.from_numpy(array)
                 if device.type == "cuda":
                     # page-locked: the copy to the GPU runs asynchronously, while
                     # the GPU still works on the previous block
@@ -204,8 +204,11 @@ class _Items(Dataset):
         )
 
 
-def _as_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The loader's collate function: ``__getitems__`` already built the batch."""
+def _as_batch(batch: Any) -> dict[str, torch.Tensor]:
+    """The loader's collate function: ``__getitems__`` already built the batch.
+
+    (The loader passes it what ``_Items.__getitems__`` returned: a dict of tensors.)
+    """
     return batch
 
 
@@ -362,7 +365,9 @@ def check_source(
                 f"unknown modality {unknown[0]!r}; expected modalities {list(expected)}"
             )
     if input_shapes is not None:
-        probe = {m: np.zeros((1, *source.row_shapes[m]), np.float32) for m in expected}
+        probe = {
+            m: np.zeros((1, *source.row_shapes[m]), np.float32) for m in input_shapes
+        }
         check_X_fitted(probe, input_shapes)
     return source
 

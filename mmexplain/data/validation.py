@@ -252,8 +252,10 @@ def _check_modality(
             )
         )
     if ndims is not None and name in ndims:
-        allowed = ndims[name]
-        allowed = (allowed,) if isinstance(allowed, Integral) else tuple(allowed)
+        spec = ndims[name]
+        allowed: tuple[int, ...] = (
+            (int(spec),) if isinstance(spec, int | Integral) else tuple(spec)
+        )
         if value.ndim not in allowed:
             raise ValueError(
                 f"modality {name!r} has {value.ndim} dimensions (shape "

@@ -159,7 +159,8 @@ def load_multiple_features(
             raise ValueError("modalities is empty; select at least one modality")
         if len(set(names)) != len(names):
             raise ValueError(f"modalities contains a repeated name: {names}")
-    source = resources.files("mmexplain.datasets").joinpath("data", _DATA_FILE)
+    # one name per joinpath: Python 3.10's Traversable takes a single child
+    source = resources.files("mmexplain.datasets").joinpath("data").joinpath(_DATA_FILE)
     with source.open("rb") as fh, np.load(fh) as data:
         X = ModalityDict({name: _decode(data, name) for name in names})
         y = data["labels"].astype(np.int64)

@@ -38,7 +38,9 @@ def _check_rng(random_state: Any) -> np.random.Generator:
             raise TypeError(
                 "random_state must be None, an int or a Generator, not bool"
             )
-        return np.random.default_rng(random_state)
+        # numpy's annotations take an int, not any numbers.Integral (same seed)
+        seed = int(random_state) if isinstance(random_state, Integral) else random_state
+        return np.random.default_rng(seed)
     raise TypeError(
         "random_state must be None, an int, a numpy Generator or RandomState, "
         f"got {type(random_state).__name__}"
@@ -55,7 +57,7 @@ def _check_real(name: str, value: Any, low: float, high: float = np.inf) -> floa
     if (
         not isinstance(value, Real)
         or isinstance(value, bool)
-        or not low <= value <= high
+        or not low <= float(value) <= high
     ):
         bounds = f"in [{low}, {high}]" if np.isfinite(high) else f">= {low}"
         raise ValueError(f"{name} must be a number {bounds}, got {value!r}")

@@ -9,7 +9,7 @@ from sklearn.base import clone
 
 from mmexplain.balancers.base import HOOKS, Balancer, EpochData
 from mmexplain.data.batching import dataset_targets, is_in_memory, resolve_dataset
-from mmexplain.data.sources import ArraySource, DatasetSource
+from mmexplain.data.sources import ArraySource, DatasetSource, RowSource
 
 __all__ = ["BalancerLifecycleMixin"]
 
@@ -35,6 +35,11 @@ class BalancerLifecycleMixin(_Net):
     ``notify``; the overrides here run the balancer's epoch hooks there, so
     skorch's ``fit_loop`` is used unchanged.
     """
+
+    # run-time state (set in ``initialize`` / ``fit``, see skorch's NeuralNet)
+    cuda_dependent_attributes_: list[str]
+    _train_tensors_: tuple[RowSource, torch.Tensor | None] | None
+    _epoch_data_: EpochData | None
 
     def _init_balancer(self) -> None:
         """Fresh fitted copy of ``balancer`` (checked against the module)."""
@@ -84,10 +89,12 @@ class BalancerLifecycleMixin(_Net):
         **kwargs: Any,
     ) -> None:
         """skorch's ``NeuralNet.on_epoch_begin`` plus the balancer's epoch start."""
-        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)  # type: ignore[misc]
+        super().on_epoch_begin(net, dataset_train, dataset_valid, **kwargs)
         self._epoch_data_ = None
         if not getattr(self, "_balancer_started_", False):
             return
+        # started: ``_start_balancer`` set the training split first
+        assert self._train_tensors_ is not None
         X, y = self._train_tensors_
         replaced = self.notify_balancer(
             "epoch_started", epoch=len(self.history) - 1, X=X, y=y
@@ -112,7 +119,7 @@ class BalancerLifecycleMixin(_Net):
         **kwargs: Any,
     ) -> None:
         """skorch's ``NeuralNet.on_epoch_end`` plus the balancer's epoch end."""
-        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)  # type: ignore[misc]
+        super().on_epoch_end(net, dataset_train, dataset_valid, **kwargs)
         self._epoch_data_ = None
         self.notify_balancer("epoch_finished", epoch=len(self.history) - 1)
 
@@ -125,7 +132,7 @@ class BalancerLifecycleMixin(_Net):
         if started:
             self.notify_balancer("fit_finished")
 
-    def _training_tensors(self, dataset: Any) -> tuple[Any, Any]:
+    def _training_tensors(self, dataset: Any) -> tuple[RowSource, torch.Tensor | None]:
         """The training split for the balancer: a row source and the targets.
 
         In memory, an :class:`~mmexplain.data.sources.ArraySource` over the
@@ -134,9 +141,9 @@ class BalancerLifecycleMixin(_Net):
         nothing loaded up front). The targets are an encoded tensor.
         """
         if not is_in_memory(dataset):
-            y = dataset_targets(dataset)
-            y_t = None if y is None else torch.as_tensor(y).to(self.device)
+            targets = dataset_targets(dataset)
+            y_t = None if targets is None else torch.as_tensor(targets).to(self.device)
             return DatasetSource(dataset), y_t
         X, y = resolve_dataset(dataset)
-        X = ArraySource({m: v.to(self.device) for m, v in X.items()})
-        return X, (None if y is None else y.to(self.device))
+        source = ArraySource({m: v.to(self.device) for m, v in X.items()})
+        return source, (None if y is None else y.to(self.device))

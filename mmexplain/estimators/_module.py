@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ def build_estimator_module(net: Any) -> torch.nn.Module:
         module = copy.deepcopy(module)
         return type(module)(**copy.deepcopy(kwargs)) if kwargs else module
     if inspect.isclass(module) or callable(module):
+        params: Mapping[str, inspect.Parameter]
         try:
             params = inspect.signature(module).parameters
         except (TypeError, ValueError):

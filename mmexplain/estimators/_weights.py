@@ -106,7 +106,9 @@ def _per_sample(
             "sample_weight needs a criterion with a `reduction` attribute (a torch "
             f"loss module such as nn.CrossEntropyLoss); got {type(criterion).__name__}"
         )
-    unreduced = copy.copy(criterion)
+    # a loss module: ``reduction`` is a plain str attribute, which torch's
+    # ``Module.__setattr__`` annotation (tensors and modules) does not cover
+    unreduced: Any = copy.copy(criterion)
     unreduced.reduction = "none"
     per = unreduced(y_pred, y)
     if per.dim() == 0 or per.shape[0] != y_pred.shape[0]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -38,7 +38,12 @@ from mmexplain.data.batching import (
     is_in_memory,
     resolve_dataset,
 )
-from mmexplain.data.sources import RowSource, check_source, is_dataset
+from mmexplain.data.sources import (
+    ArraySource,
+    DatasetSource,
+    check_source,
+    is_dataset,
+)
 from mmexplain.estimators._balancing import BalancerLifecycleMixin
 from mmexplain.estimators._module import build_estimator_module
 from mmexplain.estimators._weights import (
@@ -103,7 +108,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
     def _get_param_names(self) -> list[str]:
         # skorch lists every non-``_``-suffixed attribute, including its private
         # ``_params_to_validate`` set; __init__ rebuilds that from the kwargs.
-        return [k for k in super()._get_param_names() if not k.startswith("_")]  # type: ignore[misc]
+        return [k for k in super()._get_param_names() if not k.startswith("_")]
 
     def set_params(self, **params: Any) -> Any:
         """Set parameters, routing ``balancer__<name>`` to the balancer.
@@ -113,7 +118,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         """
         nested = {k: v for k, v in params.items() if k.startswith("balancer__")}
         rest = {k: v for k, v in params.items() if not k.startswith("balancer__")}
-        super().set_params(**rest)  # type: ignore[misc]
+        super().set_params(**rest)
         if nested:
             balancer = self.balancer
             if balancer is None or not hasattr(balancer, "set_params"):
@@ -136,7 +141,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         check_device(self.device, who=type(self).__name__)
         self.seed_ = draw_seed(self.random_state)
         with seeded_torch(self.seed_, "init", device=self.device):
-            super().initialize()  # type: ignore[misc]
+            super().initialize()
         self._init_balancer()
         return self
 
@@ -154,7 +159,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         if self.predict_nonlinearity == "auto":
             if isinstance(getattr(self, "criterion_", None), torch.nn.CrossEntropyLoss):
                 return _softmax_dim1
-        return super()._get_predict_nonlinearity()  # type: ignore[misc]
+        return super()._get_predict_nonlinearity()
 
     # -- fitted state (scikit-learn conventions) ------------------------------
     def __sklearn_is_fitted__(self) -> bool:
@@ -172,7 +177,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         from skorch.exceptions import NotInitializedError
 
         try:
-            super().check_is_fitted(attributes, *args, **kwargs)  # type: ignore[misc]
+            super().check_is_fitted(attributes, *args, **kwargs)
         except NotInitializedError:
             raise NotInitializedError(
                 f"This {type(self).__name__} instance is not fitted yet: call "
@@ -200,7 +205,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             Before ``fit``.
         """
         self.check_is_fitted()
-        return super().predict_proba(X)  # type: ignore[misc]
+        return super().predict_proba(X)
 
     @property
     def n_features_in_(self) -> int:
@@ -251,7 +256,8 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
     ) -> tuple[TrainingDataset, np.ndarray]:
         """A torch Dataset: checked from its first item, targets from ``y`` or the items."""
         shapes = None if reset else getattr(self, "input_shapes_", None)
-        source = check_source(X, input_shapes=shapes)
+        # X is a torch Dataset (is_dataset), so its source reads the Dataset
+        source = cast(DatasetSource, check_source(X, input_shapes=shapes))
         if y is None:
             y = source.targets()
         y_arr = check_y(y, len(source))
@@ -280,7 +286,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             return TrainingDataset(self._check_fitted_X(X))
         if not (isinstance(X, ModalityDict) and getattr(self, "_fitting_", False)):
             X = self._check_fitted_X(X)
-        return super().get_dataset(X, y)  # type: ignore[misc]
+        return super().get_dataset(X, y)
 
     # -- fitting -------------------------------------------------------------
     def fit(self, X: Any, y: Any, sample_weight: Any = None, **fit_params: Any) -> Any:
@@ -402,7 +408,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         with seeded_numpy_global(getattr(self, "seed_", None), "split"):
             dataset_train, dataset_valid = super().get_split_datasets(
                 X, y, **fit_params
-            )  # type: ignore[misc]
+            )
         if getattr(self, "_fitting_", False):
             dataset_train, dataset_valid = self._data_to_device(
                 dataset_train, dataset_valid
@@ -517,7 +523,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
     ) -> None:
         """skorch's, with the mode set once per epoch and the balancer's epoch data."""
         if iterator is not None:
-            super()._set_training(training)  # type: ignore[misc]
+            super()._set_training(training)
         data = getattr(self, "_epoch_data_", None)
         if training and iterator is not None and data is not None:
             iterator = self._epoch_iterator(data)
@@ -549,7 +555,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         if iterator is None:
             return
         if not self._defer_loss_sync():
-            super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)  # type: ignore[misc]
+            super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
             return
         batches = self.history[-1]["batches"]
         first = len(batches)
@@ -618,10 +624,14 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             return TensorBatchIterator.from_tensors(
                 data.X, data.y, rows=data.rows, **kwargs
             )
+        # epoch data come from a started balancer, which has the training split
+        assert self._train_tensors_ is not None
         X, _ = self._train_tensors_
-        if isinstance(X, RowSource) and not X.in_memory:  # rows read from the Dataset
+        if isinstance(X, DatasetSource):  # rows read from the Dataset
             ds = TrainingDataset(X.dataset, data.y, index=data.index, rows=data.rows)
             return dataset_loader(ds, **kwargs)
+        # in memory: _training_tensors puts the tensors in an ArraySource
+        assert isinstance(X, ArraySource)
         idx = torch.as_tensor(np.asarray(data.index), dtype=torch.long)
         tensors = {m: v.index_select(0, idx.to(v.device)) for m, v in X.X.items()}
         return TensorBatchIterator.from_tensors(
@@ -656,7 +666,7 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
     def infer(self, x: Any, **fit_params: Any) -> Any:
         """skorch's, without the per-sample weights that travel with a batch."""
         x, _ = split_sample_weight(x)
-        return super().infer(x, **fit_params)  # type: ignore[misc]
+        return super().infer(x, **fit_params)
 
     def get_loss(
         self, y_pred: Any, y_true: Any, X: Any = None, training: bool = False
@@ -680,10 +690,10 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
             )
             if loss is not None:
                 return loss
-        return super().get_loss(y_pred, y_true, X=X, training=training)  # type: ignore[misc]
+        return super().get_loss(y_pred, y_true, X=X, training=training)
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()  # type: ignore[misc]
+        state = super().__getstate__()
         for key in (
             "_fitting_",
             "_epoch_data_",

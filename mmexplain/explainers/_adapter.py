@@ -568,7 +568,9 @@ class ModelAdapter:
                 **kw,
             )
         if isinstance(crit, nn.Module) and hasattr(crit, "reduction"):
-            unreduced = copy.copy(crit)
+            # a loss module: ``reduction`` is a plain str attribute, which torch's
+            # ``Module.__setattr__`` annotation (tensors and modules) does not cover
+            unreduced: Any = copy.copy(crit)
             unreduced.reduction = "none"
             return unreduced(logits, y)
         out = crit(logits, y)

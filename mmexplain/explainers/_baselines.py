@@ -8,15 +8,19 @@ explained or a reference set, streamed and reduced over all ranks
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mmexplain._core.distributed import all_reduce_sum
 from mmexplain._core.rows import reduce_rows
 from mmexplain._core.torch_state import eval_mode
-from mmexplain.data.sources import as_source
+from mmexplain.data.sources import RowSource, as_source
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmexplain.explainers._adapter import ModelAdapter
 
 __all__ = ["Baseline", "BaselineMixin"]
 
@@ -33,6 +37,23 @@ class BaselineMixin:
     """The engine's baselines (needs its ``source``, ``cache``, ``path``, ``device``,
     ``batch_size``, ``n``, ``lo``/``hi``, ``adapter``, ``_encode`` and
     ``_embedding_shape``)."""
+
+    # provided by the engine (declared for the type checker)
+    source: RowSource
+    cache: dict[str, torch.Tensor] | None
+    path: str
+    device: torch.device
+    batch_size: int
+    n: int
+    lo: int
+    hi: int
+    adapter: ModelAdapter
+
+    if TYPE_CHECKING:  # pragma: no cover
+
+        def _encode(self, X: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+        def _embedding_shape(self, m: str) -> tuple[int, ...]: ...
 
     def baseline(self, modality: str, kind: str, reference: Any = None) -> Baseline:
         """A constant row for ``modality`` in the engine's current space.

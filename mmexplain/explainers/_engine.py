@@ -247,7 +247,8 @@ class EvaluationEngine(BaselineMixin, ReductionMixin):
         if self.path == "embeddings":
             own = set(self.modalities)  # encoders see every modality
         own_mods = [m for m in self.modalities if m in own]
-        requests = []
+        # (key, rows, modalities): key ("own", None) or (id(index), modality)
+        requests: list[tuple[tuple[Any, str | None], Any, list[str]]] = []
         for sl in blocks:
             if own_mods:
                 requests.append((("own", None), sl, own_mods))

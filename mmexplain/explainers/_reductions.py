@@ -11,7 +11,7 @@ explainer never sees the process group.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -19,8 +19,10 @@ import torch
 from mmexplain._core.distributed import all_gather_rows, all_reduce_sum
 from mmexplain._core.rows import row_blocks, tree_map
 from mmexplain._core.torch_state import eval_mode
+from mmexplain.data.sources import RowSource
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mmexplain.explainers._adapter import ModelAdapter
     from mmexplain.explainers._engine import Perturbation
 
 __all__ = ["ReductionMixin"]
@@ -31,6 +33,54 @@ class ReductionMixin:
     ``path``, ``device``, ``batch_size``, ``n``, ``lo``/``hi``, ``y``,
     ``adapter``, ``modalities``, ``_encode``, ``_call``, ``_new_flag``,
     ``_check_output``, ``_raise_if_nonfinite`` and ``_progress``)."""
+
+    # provided by the engine (declared for the type checker)
+    source: RowSource
+    cache: dict[str, torch.Tensor] | None
+    path: str
+    device: torch.device
+    batch_size: int
+    n: int
+    lo: int
+    hi: int
+    y: torch.Tensor | None
+    adapter: ModelAdapter
+    modalities: tuple[str, ...]
+
+    if TYPE_CHECKING:  # pragma: no cover
+
+        def iter_blocks(
+            self,
+            perturbations: Sequence[Perturbation],
+            stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+            *,
+            collective: bool = True,
+            rows_per_block: int | None = None,
+        ) -> Iterator[tuple[slice, torch.Tensor]]: ...
+
+        def probe_stats(
+            self,
+            perturbations: Sequence[Perturbation],
+            stat: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        ) -> tuple[slice, torch.Tensor]: ...
+
+        def _encode(self, X: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+        def _call(self, rows: Mapping[str, torch.Tensor]) -> torch.Tensor: ...
+
+        def _new_flag(self) -> torch.Tensor: ...
+
+        def _check_output(
+            self,
+            logits: torch.Tensor,
+            flag: torch.Tensor,
+            st: torch.Tensor | None = None,
+        ) -> torch.Tensor: ...
+
+        @staticmethod
+        def _raise_if_nonfinite(flag: torch.Tensor) -> None: ...
+
+        def _progress(self, total: int) -> Any: ...
 
     def reduce_blocks(
         self,

@@ -56,7 +56,7 @@ def make_stat(
             if per.shape == y.shape
             else per
         )
-        if weighted:
+        if weighted and weight is not None:  # (weighted implies a weight)
             # the criterion's mean divides by the summed class weights of the targets
             safe_y = torch.where(valid, y, torch.zeros_like(y))
             count = weight.to(logits.device)[safe_y] * valid

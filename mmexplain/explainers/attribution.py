@@ -210,7 +210,7 @@ class GradientModalityAttribution(BaseModalityExplainer):
         self.target = target
         self.show_progress = show_progress
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any] | str]] = {
         **BaseModalityExplainer._parameter_constraints,
         "output": [StrOptions({"max", "true"})],
         "level": [StrOptions({"auto", "embedding", "input"})],

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from numbers import Integral
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -17,7 +17,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from mmexplain._core.params import validate_params
 from mmexplain._core.torch_state import auto_batch_size, model_lock
 from mmexplain.data import ModalityDict
-from mmexplain.data.sources import RowSource, as_source, check_source, is_dataset
+from mmexplain.data.sources import (
+    DatasetSource,
+    RowSource,
+    as_source,
+    check_source,
+    is_dataset,
+)
 from mmexplain.explainers._adapter import ModelAdapter, unwrap_model
 from mmexplain.explainers._engine import EvaluationEngine, Perturbation
 from mmexplain.metrics import check_target, utilization_distance
@@ -151,7 +157,7 @@ def resolve_scoring(
         labels = classes if classes is not None else np.arange(proba.shape[1])
         stand_in = _FixedOutputs(labels, proba)
         X_dummy = np.zeros((len(proba), 1))
-        absent = np.setdiff1d(labels, present) if routed is not None else []
+        absent = np.setdiff1d(labels, present) if routed is not None else np.array([])
         if not (len(absent) and needs_labels):
             try:
                 return float(scorer(stand_in, X_dummy, y_true))
@@ -164,6 +170,8 @@ def resolve_scoring(
             needs_labels.append(True)
         from sklearn import config_context
 
+        # here ``absent`` is not empty, so the scorer takes labels (routed)
+        assert routed is not None
         with config_context(enable_metadata_routing=True):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -390,7 +398,7 @@ class ExplainContext:
 
     model: Any  #: the model ``X`` is fed to (a pipeline's last step)
     adapter: ModelAdapter  #: what the engine needs to know about it
-    X: ModalityDict  #: validated inputs of ``model``
+    X: ModalityDict | RowSource  #: validated inputs of ``model``
     y: np.ndarray | None  #: targets as class indices (None when not needed)
     y_raw: Any  #: targets as given
     given: Any = None  #: the model as the user passed it
@@ -461,7 +469,7 @@ class BaseModalityExplainer(BaseEstimator):
     _requires_y = True
     #: constraints every explainer shares; subclasses merge them into theirs
     #: (``{**BaseModalityExplainer._parameter_constraints, ...}``)
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any] | str]] = {
         "batch_size": [
             Interval(Integral, 1, None, closed="left"),
             StrOptions({"auto"}),
@@ -596,6 +604,7 @@ class BaseModalityExplainer(BaseEstimator):
             device=getattr(self, "device", None),
             who=type(self).__name__,
         )
+        Xv: ModalityDict | RowSource
         if is_dataset(X) or isinstance(X, RowSource):
             # a torch Dataset (or a row source): validated from its first item,
             # values checked batch by batch as they are loaded
@@ -603,7 +612,8 @@ class BaseModalityExplainer(BaseEstimator):
                 X, modalities=adapter.modalities, input_shapes=adapter.input_shapes
             )
             if y is None and need_y and getattr(Xv, "has_targets", False):
-                y = Xv.targets()
+                # a source whose items carry targets (a DatasetSource)
+                y = cast(DatasetSource, Xv).targets()
         else:
             Xv = adapter.check_X(X)
         if adapter.modalities is None:

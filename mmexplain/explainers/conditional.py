@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from numbers import Integral
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -173,7 +174,8 @@ class ConditionalUtilization(BaseModalityExplainer):
         self.per_class = per_class
 
     def _score_explanation(self, expl: ModalityExplanation) -> float:
-        rates = np.asarray(expl.rates, dtype=float)
+        # this explainer's explanations are ConditionalExplanation
+        rates = np.asarray(cast(ConditionalExplanation, expl).rates, dtype=float)
         if not np.all(np.isfinite(rates)):
             raise ValueError(
                 "ConditionalUtilization cannot score this model: some rates are "
@@ -182,7 +184,7 @@ class ConditionalUtilization(BaseModalityExplainer):
             )
         return -float(rates.max() - rates.min())
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any] | str]] = {
         **BaseModalityExplainer._parameter_constraints,
         "ablation": [StrOptions(set(_ABLATIONS))],
         "reference": "no_validation",
@@ -215,6 +217,7 @@ class ConditionalUtilization(BaseModalityExplainer):
         modalities = ctx.modalities
         if len(modalities) < 2:
             raise ValueError("conditional utilization needs at least two modalities")
+        assert ctx.y is not None  # explain required y (_needs_y)
         ablation = self._resolve_ablation(ctx)
         reference = self._reference(ctx)
         name = self.scoring
@@ -260,6 +263,7 @@ class ConditionalUtilization(BaseModalityExplainer):
                 )
                 return scores, boot
             if self.per_class:
+                assert n_classes is not None  # set with per_class
                 by_class[0] = class_sums(engine, perturbations, scoring, n_classes)
                 sums = by_class[0].sum(axis=1)
                 return np.array([scoring.finalize(t) for t in sums]), None
@@ -324,6 +328,7 @@ class ConditionalUtilization(BaseModalityExplainer):
                     else (without_c - ref_c) / ref_c
                 ).T  # (C, M)
             class_shares = normalize_rows(class_rates)
+            assert n_classes is not None  # per-class sums exist only with per_class
             classes = ctx.adapter.classes
             class_labels = (
                 np.asarray(classes) if classes is not None else np.arange(n_classes)
@@ -371,7 +376,9 @@ class ConditionalUtilization(BaseModalityExplainer):
         )
         device = module_device(module)
 
-        def block_sums(rows: dict, sl: slice) -> list[dict[str, torch.Tensor]]:
+        def block_sums(
+            rows: Mapping[str, torch.Tensor], sl: slice
+        ) -> list[dict[str, torch.Tensor]]:
             w = float(sl.stop - sl.start)  # each block's averages weighted by its rows
             avg = module.squeeze_averages(rows, batch_size=step)
             return [{m: v.double() * w for m, v in a.items()} for a in avg]
@@ -399,9 +406,13 @@ class ConditionalUtilization(BaseModalityExplainer):
         for m in modalities:
             select = _other_branches(m)
             perturbations.append(Perturbation(output=select, context_key=("full", m)))
+
+            def ablate(module: Any, m: str = m) -> Any:
+                return module.ablating(m, squeeze=averages)
+
             perturbations.append(
                 Perturbation(
-                    context=lambda module, m=m: module.ablating(m, squeeze=averages),
+                    context=ablate,
                     output=select,
                     context_key=("ablate", m),
                 )

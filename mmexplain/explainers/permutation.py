@@ -194,7 +194,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         self.n_bootstrap = n_bootstrap
         self.per_class = per_class
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any] | str]] = {
         **BaseModalityExplainer._parameter_constraints,
         "n_repeats": [Interval(Integral, 1, None, closed="left")],
         "scoring": [str, callable],
@@ -234,7 +234,8 @@ class PermutationModalityImportance(BaseModalityExplainer):
         shared = [rng.permutation(n).astype(index_dtype) for _ in range(self.n_repeats)]
         perms = [shared for _ in modalities]
         regression = ctx.adapter.regression
-        if self.per_class and (regression or y_idx.ndim != 1):
+        # (without class_index y_idx is set: _needs_y; with it, y may be absent)
+        if self.per_class and (regression or (y_idx is not None and y_idx.ndim != 1)):
             raise ValueError(
                 "per_class needs one class per sample (a classifier); a segmenter's "
                 "rows hold pixels of many classes and a regression model has none"
@@ -253,6 +254,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
                     "output's absolute change is not resampled); use n_bootstrap=0"
                 )
             return self._explain_class(ctx, perms)
+        assert y_idx is not None  # no class_index: explain required y (_needs_y)
         scoring = resolve_scoring(
             self.scoring, ctx.adapter, classification=y_idx.ndim == 1, y_labels=y_raw
         )
@@ -296,6 +298,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
                 boot_values = diff.mean(axis=2)
                 boot_shares = normalize_rows(boot_values)
             elif self.per_class:
+                assert n_classes is not None  # set with per_class
                 by_class = class_sums(engine, perturbations, scoring, n_classes)
                 scores = np.array([scoring.finalize(s) for s in by_class.sum(axis=1)])
             elif scoring.finalize_outputs is not None:  # regression: per target too
@@ -324,6 +327,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
             target_shares = normalize_rows(target_importances)
         class_importances = class_shares = classes = None
         if by_class is not None:
+            assert n_classes is not None  # per-class sums exist only with per_class
             class_importances = self._class_importances(by_class, scoring, modalities)
             class_shares = normalize_rows(class_importances)
             classes = self._class_labels(ctx, n_classes)
@@ -361,7 +365,9 @@ class PermutationModalityImportance(BaseModalityExplainer):
         classes = ctx.adapter.classes
         if classes is not None:
             return len(classes)
-        return int(np.max(ctx.y)) + 1 if len(ctx.y) else 0
+        y = ctx.y
+        assert y is not None  # per_class: explain required y
+        return int(np.max(y)) + 1 if len(y) else 0
 
     @staticmethod
     def _class_labels(ctx: ExplainContext, n_classes: int) -> np.ndarray:
@@ -418,6 +424,7 @@ class PermutationModalityImportance(BaseModalityExplainer):
         self, ctx: ExplainContext, perms: list[list[np.ndarray]]
     ) -> PermutationExplanation:
         """``class_index``: mean absolute change of one class output per permutation."""
+        assert self.class_index is not None  # called for class_index only
         modalities, n, c = ctx.modalities, len(ctx.X), int(self.class_index)
         probability = self.class_output == "probability"
 

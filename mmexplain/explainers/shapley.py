@@ -223,7 +223,7 @@ class ModalityShapley(BaseModalityExplainer):
         self.interactions = interactions
         self.per_class = per_class
 
-    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+    _parameter_constraints: ClassVar[dict[str, list[Any] | str]] = {
         **BaseModalityExplainer._parameter_constraints,
         "value": [StrOptions(set(_VALUES))],
         "baseline": [StrOptions(set(_BASELINES))],
@@ -356,7 +356,7 @@ class ModalityShapley(BaseModalityExplainer):
                 "value": value,
                 "baseline": baseline,
                 "exact": exact,
-                "n_samples": None if exact else int(len(orderings)),
+                "n_samples": None if orderings is None else int(len(orderings)),
                 "n_coalitions": int(len(masks)),
                 "random_state": self.random_state,
                 "efficiency_gap": gap,

@@ -116,6 +116,9 @@ class MMTM(nn.Module):
     >>> out = block(xa, xb, ablate="b", squeeze={"b": torch.zeros(6)})
     """
 
+    #: a buffer (registered in ``__init__``), declared for the type checker
+    num_batches_tracked: Tensor
+
     def __init__(
         self, channels: Mapping[str, int] | Sequence[int], ratio: float = 4
     ) -> None:

@@ -4,6 +4,7 @@ estimators)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -15,9 +16,9 @@ __all__ = ["build_module"]
 _TASKS = ("classification", "segmentation", "regression")
 
 
-def _shape(name: str, shape: object) -> tuple[int, ...]:
+def _shape(name: str, shape: Any) -> tuple[int, ...]:
     try:
-        out = tuple(int(s) for s in shape)  # type: ignore[union-attr]
+        out = tuple(int(s) for s in shape)
     except TypeError:
         raise ValueError(
             f"build_module: shape of modality {name!r} must be a tuple of ints, "

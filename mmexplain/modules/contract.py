@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 from torch import nn
@@ -276,8 +276,8 @@ def module_device(module: nn.Module) -> torch.device:
     """Device of the module's first parameter (or buffer); CPU for neither."""
     for t in module.parameters():
         return t.device
-    for t in module.buffers():
-        return t.device
+    for b in module.buffers():
+        return b.device
     return torch.device("cpu")
 
 
@@ -294,7 +294,10 @@ def encoder_parameters(module: nn.Module, modality: str) -> list[nn.Parameter]:
         return [p for p in encoders[modality].parameters() if p.requires_grad]
     if has_capability(module, "modality_parameters"):
         return [
-            p for p in module.modality_parameters(modality)["main"] if p.requires_grad
+            p
+            # a branched module here (it has modality_parameters)
+            for p in cast(BranchedModule, module).modality_parameters(modality)["main"]
+            if p.requires_grad
         ]
     raise TypeError(
         f"{type(module).__name__} exposes no per-modality encoders: mmexplain needs "

@@ -9,6 +9,7 @@ which :class:`~mmexplain.modules.LateFusionNet` reads to size its fusion head.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +44,7 @@ def _validate_modality_names(names: Iterable[object], owner: str) -> tuple[str, 
             )
     if len(set(names)) != len(names):
         raise ValueError(f"{owner}: duplicate modality names in {list(names)}")
-    return names
+    return cast("tuple[str, ...]", names)  # each checked to be a str above
 
 
 def _check_modalities(owner: str, expected: Sequence[str], got: Iterable[str]) -> None:

@@ -58,7 +58,7 @@ def _module_dict(modules: Mapping[str, nn.Module], owner: str) -> nn.ModuleDict:
 
 
 def _embedding_sizes(
-    encoders: Mapping[str, nn.Module], embedding_dims: Any, owner: str
+    encoders: nn.ModuleDict, embedding_dims: Any, owner: str
 ) -> dict[str, int]:
     """Each modality's embedding size: ``embedding_dims`` or its encoder's ``out_features``."""
     given = _as_mapping(embedding_dims, owner, "embedding_dims")
@@ -377,10 +377,9 @@ class LateFusionSegNet(nn.Module):
             raise ValueError(f"{owner}: n_classes must be >= 1, got {n_classes}")
         self.n_classes = int(n_classes)
         self.in_channels = {m: int(in_channels[m]) for m in names}
-        self.encoders = nn.ModuleDict(
-            {m: UNetEncoder(self.in_channels[m], tuple(channels)) for m in names}
-        )
-        self._embedding_dims = {m: self.encoders[m].out_channels for m in names}
+        encoders = {m: UNetEncoder(self.in_channels[m], tuple(channels)) for m in names}
+        self.encoders = nn.ModuleDict(encoders)
+        self._embedding_dims = {m: encoders[m].out_channels for m in names}
         total = sum(self._embedding_dims.values())
         self.head = nn.Sequential(
             nn.Conv2d(total, int(decoder_channels), 3, padding=1),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -166,6 +166,10 @@ class MMTMNet(nn.Module):
         """Modality names (branch order)."""
         return tuple(self.branches.keys())
 
+    def _blocks(self) -> Iterable[MMTM]:
+        """The MMTM blocks, in order (``self.mmtms``, typed)."""
+        return cast("Iterable[MMTM]", self.mmtms)
+
     def _check_selection(self, sel: ModalitySelection, what: str) -> None:
         if sel is None:
             return
@@ -218,7 +222,10 @@ class MMTMNet(nn.Module):
                 )
             hs.append(x)
         for i, block in enumerate(self.mmtms):
-            hs = [self.branches[m][i](h) for m, h in zip(self.modalities, hs)]
+            hs = [
+                cast(nn.ModuleList, self.branches[m])[i](h)
+                for m, h in zip(self.modalities, hs)
+            ]
             squeeze = given[i] if given is not None else None
             hs = list(block(*hs, rebalance=rebalance, ablate=ablate, squeeze=squeeze))
         logits = {
@@ -335,7 +342,7 @@ class MMTMNet(nn.Module):
             block = {}
             for m in selected:
                 value = torch.as_tensor(entry[m])
-                width = self.mmtms[i].channels[m]
+                width = cast(MMTM, self.mmtms[i]).channels[m]
                 if value.shape != (width,):
                     raise ValueError(
                         f"{owner}: the squeeze vector of {m!r} in block {i} must have "
@@ -392,7 +399,7 @@ class MMTMNet(nn.Module):
                     self(
                         **{m: _rows(X[m], start, stop, device) for m in self.modalities}
                     )
-                    for block, total in zip(self.mmtms, sums):
+                    for block, total in zip(self._blocks(), sums):
                         for m, s in block.last_squeezes.items():
                             part = s.double().sum(dim=0)
                             total[m] = part if m not in total else total[m] + part
@@ -400,7 +407,7 @@ class MMTMNet(nn.Module):
             self.rebalance, self.ablate, self.ablate_squeeze, self.branch_logits = (
                 options
             )
-            for block in self.mmtms:
+            for block in self._blocks():
                 block.last_squeezes = {}
         return [{m: (t / n).float() for m, t in total.items()} for total in sums]
 
@@ -427,7 +434,7 @@ class MMTMNet(nn.Module):
             self.heads[modality].parameters()
         )
         bypass: list[nn.Parameter] = []
-        for block in self.mmtms:
+        for block in self._blocks():
             bypass += list(block.squeeze_fc.parameters())
             bypass += block.gate_parameters(modality)
         return {"main": main, "bypass": bypass}

@@ -483,7 +483,7 @@ class Decoder:
             (dev.type == "cuda" and not torch.cuda.is_available())
             or (dev.type == "mps" and (mps is None or not mps.is_available()))
         )
-        if missing:
+        if missing and dev is not None:  # (missing implies a device)
             warnings.warn(
                 f"the {cls.__name__} was saved with device={device!r} but "
                 f"{'CUDA' if dev.type == 'cuda' else 'MPS'} is not available; loading "
@@ -581,7 +581,7 @@ class Decoder:
         ok = width is not None and out.dim() == (4 if segmenter else 2)
         if ok and segmenter:
             ok = tuple(out.shape[2:]) == tuple(next(iter(shapes.values()))[1:])
-        if ok:
+        if ok and width is not None:  # (ok implies a width)
             ok = width == n if explicit is None else (width == explicit and n <= width)
         if not ok:
             unit = "targets" if "n_outputs_" in fitted else "classes"

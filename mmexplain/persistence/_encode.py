@@ -112,7 +112,7 @@ class Encoder:
     def _module(self, module: Any, name: str, where: str) -> dict[str, Any]:
         params = encoder_init_params(module)
         rebuilt = None if params is None else type(module)(**params)
-        if rebuilt is None or repr(rebuilt) != repr(module):
+        if params is None or rebuilt is None or repr(rebuilt) != repr(module):
             raise unsafe(
                 where, module, " (its constructor arguments cannot be recovered)"
             )

@@ -90,7 +90,7 @@ def is_plain(value: Any, depth: int = 0) -> bool:
 Rule = Callable[[Any, Mapping[str, Any]], "str | None"]
 
 
-def _test(ok: Callable[[Any], bool], allowed: str) -> Rule:
+def _test(ok: Callable[[Any], object], allowed: str) -> Rule:
     def rule(value: Any, params: Mapping[str, Any]) -> str | None:
         try:
             good = bool(ok(value))
@@ -331,8 +331,8 @@ def _dunder(key: str, value: Any, params: Mapping[str, Any]) -> str | None:
             return None if problem is None else f"must be {problem}"
         if param == "sink" or "__" in param:
             return "is not a callback option a model file may set"
-        ok = value is None or isinstance(value, bool | int | float | str)
-        return None if ok else "must be a number, string, True/False or None"
+        plain = value is None or isinstance(value, bool | int | float | str)
+        return None if plain else "must be a number, string, True/False or None"
     return (
         "is not a parameter a model file may set (only module__, criterion__, "
         "optimizer__, iterator_train__, iterator_valid__ and callbacks__ parameters)"
@@ -798,7 +798,7 @@ def _scaler_fitted(obj: Any, fitted: dict[str, Any], where: str) -> None:
     """Compare with the same scaler fitted on a tiny array: names, kinds and shapes."""
     from sklearn.base import clone
 
-    n = fitted.get("n_features_in_")
+    n: Any = fitted.get("n_features_in_")  # checked to be an int below
     if not (_is_int(n) and 1 <= n <= MAX_SAMPLE_ELEMENTS):
         raise _fail(f"{where}.n_features_in_", "must be an integer >= 1")
     k = 3

@@ -369,7 +369,8 @@ class StateDecoder:
     def _state_object(self, body: Any, where: str) -> Any:
         if not (isinstance(body, dict) and set(body) == {"class", "state"}):
             raise ValueError(f"{where}: bad state object")
-        cls = _state_classes().get(body["class"])
+        # a helper class (its own ``__new__``, if any, is called below)
+        cls: Any = _state_classes().get(body["class"])
         if cls is None:
             raise ValueError(
                 f"{where}: class {body['class']!r} is not one of the helper classes a "

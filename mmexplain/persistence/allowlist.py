@@ -219,7 +219,7 @@ _KINDS: tuple[tuple[str, str, str], ...] = (
 
 def _import(path: str) -> type:
     module, attr = path.rsplit(".", 1)
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), attr)
 
 
 @functools.cache
