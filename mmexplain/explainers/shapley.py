@@ -12,6 +12,7 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from mmexplain.data.sources import DatasetSource
 from mmexplain.explainers._engine import EvaluationEngine, Perturbation
 from mmexplain.explainers._interactions import interaction_weights
 from mmexplain.explainers._stats import make_stat
@@ -257,7 +258,7 @@ class ModalityShapley(BaseModalityExplainer):
                 "for a classifier use value='probability' or 'neg_loss'"
             )
         if value != "prediction" and ctx.y is None:
-            if not getattr(ctx.X, "has_targets", False):
+            if not (isinstance(ctx.X, DatasetSource) and ctx.X.has_targets):
                 raise ValueError(
                     f"ModalityShapley(value={value!r}) needs y (targets) to score "
                     "the model"
