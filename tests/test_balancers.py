@@ -447,6 +447,124 @@ def test_greedy_random_mode_draws_uniformly(digits, greedy_log):
     assert sum(h["gray"] for h in hist) == counts[2]
 
 
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"mode": "fixed"}, "needs rate"),
+        ({"mode": "fixed", "rate": 1.5}, "rate"),
+        ({"modalities": ["depth"]}, "modalities"),
+        ({"modalities": []}, "modalities"),
+        ({"modalities": ["gray", "gray"]}, "modalities"),
+        ({"modalities": "gray"}, "modalities"),
+    ],
+)
+def test_greedy_validates_control_params(digits, kw, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        mmtm_clf(balancer=GreedyBalancer(**kw)).fit(X, y)
+
+
+def test_greedy_control_params_are_clonable():
+    bal = GreedyBalancer(mode="fixed", rate=0.25, modalities=["gray"])
+    twin = clone(bal)
+    assert twin.get_params() == bal.get_params()
+    assert twin.get_params()["modalities"] == ["gray"]
+    assert twin.get_params()["rate"] == 0.25
+
+
+@pytest.mark.parametrize(
+    "rate, modalities", [(0.3, None), (0.75, ["gray"]), (1.0, None), (0.0, None)]
+)
+def test_greedy_fixed_mode_follows_the_schedule(digits, greedy_log, rate, modalities):
+    X, y = digits
+    warmup, per_epoch, epochs = 1, 6, 4  # 96 samples / 16
+    clf = mmtm_clf(
+        balancer=GreedyBalancer(
+            mode="fixed", rate=rate, modalities=modalities, warmup_epochs=warmup
+        ),
+        max_epochs=epochs,
+    ).fit(X, y)
+    steps = greedy_log["steps"]
+    assert len(steps) == per_epoch * epochs
+    # reference loop: decision after each unlocked step t, no speed signal
+    allowed = modalities or ["color", "gray"]
+    expected, current, t, k = [], None, 0, 0
+    for i in range(len(steps)):
+        expected.append(current)
+        if i // per_epoch >= warmup:
+            if math.floor((t + 1) * rate) > math.floor(t * rate):
+                current, k = allowed[k % len(allowed)], k + 1
+            else:
+                current = None
+            t += 1
+    assert steps == expected
+    decided = (epochs - warmup) * per_epoch - 1  # the last decision is not taken
+    assert sum(s is not None for s in steps) == math.floor(decided * rate)
+    # the speeds are still accumulated on regular steps (reported, not used)
+    assert len(greedy_log["bdr"]) == steps.count(None)
+    hist = clf.history[:, "greedy_rebalance_steps"]
+    assert sum(h["gray"] for h in hist) == steps.count("gray")
+
+
+def test_greedy_fixed_mode_matches_a_guided_runs_count(digits, greedy_log):
+    """A fixed rate taken from a guided run gives (nearly) its number of steps."""
+    X, y = digits
+    mmtm_clf(balancer=GreedyBalancer(tolerance=0.0), max_epochs=4).fit(X, y)
+    guided = sum(s is not None for s in greedy_log["steps"])
+    decided = 3 * 6 - 1
+    greedy_log["steps"].clear()
+    # (guided + 0.5) / decided: floor(decided * rate) == guided despite rounding
+    bal = GreedyBalancer(mode="fixed", rate=(guided + 0.5) / decided)
+    mmtm_clf(balancer=bal, max_epochs=4).fit(X, y)
+    assert sum(s is not None for s in greedy_log["steps"]) == guided
+
+
+def test_greedy_guided_restricted_modalities_never_rebalance_the_others(
+    digits, greedy_log
+):
+    """``modalities=['color']``: same trigger, but only colour is re-balanced."""
+    X, y = digits
+    window, warmup, per_epoch, epochs = 3, 1, 6, 4
+    mmtm_clf(
+        balancer=GreedyBalancer(
+            tolerance=0.0, window=window, warmup_epochs=warmup, modalities=["color"]
+        ),
+        max_epochs=epochs,
+    ).fit(X, y)
+    steps = greedy_log["steps"]
+    expected, current, left, k = [], None, 0, 0
+    for i in range(len(steps)):
+        expected.append(current)
+        if current is None:
+            k += 1  # a regular step: the meter is updated, the trigger checked
+            if i // per_epoch >= warmup:
+                current, left = "color", window  # tolerance 0: always triggers
+        else:
+            left -= 1
+            if left == 0:
+                current = None
+    assert steps == expected
+    assert "gray" not in steps and "color" in steps
+    assert len(greedy_log["bdr"]) == k
+
+
+def test_greedy_random_mode_restricted_modalities(digits, greedy_log):
+    X, y = digits
+    per_epoch, epochs = 6, 4
+    mmtm_clf(
+        balancer=GreedyBalancer(
+            mode="random", modalities=["gray"], warmup_epochs=1, random_state=3
+        ),
+        max_epochs=epochs,
+    ).fit(X, y)
+    rng = np.random.RandomState(3)
+    expected = [None] * (per_epoch + 1)
+    expected += [
+        [None, "gray"][rng.randint(2)] for _ in range((epochs - 1) * per_epoch - 1)
+    ]
+    assert greedy_log["steps"] == expected
+
+
 def test_rebalancing_forward_uses_the_running_average_gate(digits):
     X, y = digits
     Xt = tensors(X[:8])
