@@ -6,6 +6,9 @@ Nothing here accesses the network.
   digits, 6 feature views), bundled with the package (CC BY 4.0).
 * :func:`make_colored_digits`: Colored-and-gray digits built from
   scikit-learn's 8x8 digits; colour predicts the label in training only.
+* :func:`make_rendered_digits`, :func:`make_rendered_colored_digits`: 28x28
+  digits rendered offline from matplotlib's fonts, and their Colored-and-gray
+  version at MNIST's scale.
 * :func:`make_multimodal_classification`: tabular modalities with
   controllable informativeness and shared/private class information.
 * :func:`make_multimodal_segmentation`: small MCubeS-like material
@@ -16,6 +19,10 @@ Nothing here accesses the network.
 from mmexplain.datasets._colored_digits import make_colored_digits
 from mmexplain.datasets._corruptions import add_gaussian_noise, blackout
 from mmexplain.datasets._multiple_features import load_multiple_features
+from mmexplain.datasets._rendered_digits import (
+    make_rendered_colored_digits,
+    make_rendered_digits,
+)
 from mmexplain.datasets._synthetic import (
     make_multimodal_classification,
     make_multimodal_segmentation,
@@ -24,6 +31,8 @@ from mmexplain.datasets._synthetic import (
 __all__ = [
     "load_multiple_features",
     "make_colored_digits",
+    "make_rendered_digits",
+    "make_rendered_colored_digits",
     "make_multimodal_classification",
     "make_multimodal_segmentation",
     "blackout",
