@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -159,7 +160,9 @@ def fixed_rate_like(guided: Any, n_samples: int, modality: str) -> GreedyBalance
     return GreedyBalancer(mode="fixed", rate=rate, modalities=[modality])
 
 
-def greedy_arms(X: Any, y: np.ndarray, seed: int, window: int) -> dict[str, Any]:
+def greedy_arms(
+    X: Any, y: np.ndarray, seed: int, window: int, fixed_rate: bool = True
+) -> dict[str, Any]:
     """Fitted vanilla, guided and control runs on one seed.
 
     * ``no weak``: guided's trigger, but it may only re-balance colour, so it
@@ -172,13 +175,14 @@ def greedy_arms(X: Any, y: np.ndarray, seed: int, window: int) -> dict[str, Any]
     fits["no weak"] = greedy_fit(
         X, y, seed, GreedyBalancer(window=window, modalities=["color"])
     )
-    fits["fixed rate"] = greedy_fit(
-        X, y, seed, fixed_rate_like(fits["guided"], len(y), "gray")
-    )
+    if fixed_rate:  # benchmarks/claims_seeds.py; the test leaves it out (CI time)
+        fits["fixed rate"] = greedy_fit(
+            X, y, seed, fixed_rate_like(fits["guided"], len(y), "gray")
+        )
     return fits
 
 
-def measure_greedy_accuracy(seed: int) -> Metrics:
+def measure_greedy_accuracy(seed: int, fixed_rate: bool = True) -> Metrics:
     """Colour matches the label for 90% of training digits, ~10% in validation."""
     X, y, Xv, yv = make_colored_digits(random_state=seed, train_correlation=0.9)
     # held-out digits drawn like the training split, for d_util (reported only)
@@ -186,7 +190,7 @@ def measure_greedy_accuracy(seed: int) -> Metrics:
         random_state=seed, train_correlation=0.9, val_correlation=0.9
     )[2:]
     cu = ConditionalUtilization(reference=X)
-    fits = greedy_arms(X, y, seed, window=5)
+    fits = greedy_arms(X, y, seed, window=5, fixed_rate=fixed_rate)
     fits["random"] = greedy_fit(X, y, seed, GreedyBalancer(mode="random"))
     out: Metrics = {}
     for arm, clf in fits.items():
@@ -209,10 +213,6 @@ GREEDY_ACCURACY_CHECKS: list[Check] = [
     ("guided: <= 10 colour steps", lambda r: v("guided", "steps color")(r) <= 10),
     # the controls lack exactly their ingredient
     ("no weak: 0 gray steps", lambda r: v("no weak", "steps gray")(r) == 0),
-    (
-        "fixed rate: as many gray steps as guided",
-        lambda r: v("fixed rate", "steps gray")(r) == v("guided", "steps gray")(r),
-    ),
     # treatment: much better validation accuracy on every seed
     (
         "accuracy: guided >= vanilla + 0.1",
@@ -241,7 +241,18 @@ GREEDY_ACCURACY_CHECKS: list[Check] = [
         "gray head: guided > vanilla + 0.1",
         lambda r: v("guided", "gray head")(r) > v("vanilla", "gray head")(r) + 0.1,
     ),
-    # does the speed signal matter? guided vs the same amount of re-balancing
+]
+
+#: pre-registered with the checks above, measured on seeds 0-7 by
+#: benchmarks/claims_seeds.py; **did not hold** (doc/reproduction.md), so not
+#: asserted: guided is no better than the same number of re-balancing steps
+#: on a fixed schedule
+FIXED_RATE_STEPS: Check = (
+    "fixed rate: as many gray steps as guided",
+    lambda r: v("fixed rate", "steps gray")(r) == v("guided", "steps gray")(r),
+)
+GREEDY_ACCURACY_NOT_HELD: list[Check] = [
+    FIXED_RATE_STEPS,
     (
         "guidance matters: accuracy guided >= fixed rate + 0.03",
         lambda r: v("guided", "accuracy")(r) >= v("fixed rate", "accuracy")(r) + 0.03,
@@ -249,7 +260,7 @@ GREEDY_ACCURACY_CHECKS: list[Check] = [
 ]
 
 
-def measure_greedy_d_util(seed: int) -> Metrics:
+def measure_greedy_d_util(seed: int, fixed_rate: bool = True) -> Metrics:
     """Colour determines the label in training (``train_correlation=1``).
 
     ``d_util`` is measured on held-out digits drawn like the training split
@@ -261,7 +272,7 @@ def measure_greedy_d_util(seed: int) -> Metrics:
     X_iid = make_colored_digits(random_state=seed, val_correlation=1.0)[2]
     cu = ConditionalUtilization(reference=X)  # the paper's training-split average
     out: Metrics = {}
-    for arm, clf in greedy_arms(X, y, seed, window=20).items():
+    for arm, clf in greedy_arms(X, y, seed, 20, fixed_rate).items():
         expl = cu.explain(clf, X_iid, yv)
         out[arm] = {
             "|d_util|": abs(expl.d_util),
@@ -297,11 +308,11 @@ GREEDY_D_UTIL_CHECKS: list[Check] = [
         "gray head: no weak < vanilla + 0.05",
         lambda r: v("no weak", "gray head")(r) < v("vanilla", "gray head")(r) + 0.05,
     ),
-    (
-        "fixed rate: as many gray steps as guided",
-        lambda r: v("fixed rate", "steps gray")(r) == v("guided", "steps gray")(r),
-    ),
-    # does the speed signal matter? guided vs the same amount of re-balancing
+]
+
+#: pre-registered, did not hold on seeds 0-7 (see GREEDY_ACCURACY_NOT_HELD)
+GREEDY_D_UTIL_NOT_HELD: list[Check] = [
+    FIXED_RATE_STEPS,
     (
         "guidance matters: |d_util| guided <= 0.8 fixed rate",
         lambda r: v("guided", "|d_util|")(r) <= 0.8 * v("fixed rate", "|d_util|")(r),
@@ -314,12 +325,12 @@ GREEDY_D_UTIL_CHECKS: list[Check] = [
 
 
 def test_greedy_guided_beats_vanilla_and_never_rebalancing_gray_does_not():
-    runs = over_seeds(measure_greedy_accuracy)
+    runs = over_seeds(partial(measure_greedy_accuracy, fixed_rate=False))
     assert_checks(runs, GREEDY_ACCURACY_CHECKS, ["accuracy", "gray head"])
 
 
 def test_greedy_guided_lowers_d_util_when_colour_is_perfectly_predictive():
-    runs = over_seeds(measure_greedy_d_util)
+    runs = over_seeds(partial(measure_greedy_d_util, fixed_rate=False))
     assert_checks(runs, GREEDY_D_UTIL_CHECKS, ["|d_util|", "gray head"])
 
 
@@ -382,20 +393,20 @@ def measure_utilization_target(seed: int) -> Metrics:
     return out
 
 
+def _within_10_on_train(t: float) -> Check:
+    return (
+        f"|train MU a - {100 * t:.0f}| <= 10 (target {t:.2f})",
+        lambda r: np.abs(v(f"target {t:.2f}", "MU a train")(r) - 100 * t) <= 10,
+    )
+
+
 #: thresholds stated before the runs on seeds 3-7 (they were set on seeds 0-2)
 UTILIZATION_TARGET_CHECKS: list[Check] = [
     # lopsided to begin with
     ("vanilla held-out MU a > 80", lambda r: v("vanilla", "MU a test")(r) > 80),
-    # treatment: the measured (whole-set) MU is within +-10 points of each target
-    *[
-        (
-            f"|train MU a - {100 * t:.0f}| <= 10 (target {t:.2f})",
-            lambda r, t=t: (
-                np.abs(v(f"target {t:.2f}", "MU a train")(r) - 100 * t) <= 10
-            ),
-        )
-        for t in TARGETS
-    ],
+    # treatment: the measured (whole-set) MU is within +-10 points of the target
+    # (0.50 did not hold on seeds 0-7: UTILIZATION_TARGET_NOT_HELD)
+    *[_within_10_on_train(t) for t in (0.25, 0.75)],
     # held out, the order of the targets is kept and all are below vanilla
     *[
         (
@@ -422,6 +433,10 @@ UTILIZATION_TARGET_CHECKS: list[Check] = [
         ),
     ),
 ]
+
+
+#: pre-registered, failed on seed 4 of 0-7 (doc/reproduction.md): not asserted
+UTILIZATION_TARGET_NOT_HELD: list[Check] = [_within_10_on_train(0.5)]
 
 
 def test_utilization_target_reaches_targets_with_frozen_encoders():
@@ -682,13 +697,25 @@ def test_sample_valuation_lifts_the_weak_modality_only_through_its_own_copies():
     )
 
 
-#: claim name -> (measure(seed), pre-registered checks); benchmarks/claims_seeds.py
-#: runs them on more seeds
-CLAIMS: dict[str, tuple[Callable[[int], Metrics], list[Check]]] = {
-    "greedy_accuracy": (measure_greedy_accuracy, GREEDY_ACCURACY_CHECKS),
-    "greedy_d_util": (measure_greedy_d_util, GREEDY_D_UTIL_CHECKS),
-    "utilization_target": (measure_utilization_target, UTILIZATION_TARGET_CHECKS),
-    "attribution": (measure_attribution_regularizer, ATTRIBUTION_CHECKS),
-    "ogm_ge": (measure_ogm_ge, OGM_GE_CHECKS),
-    "sample_valuation": (measure_sample_valuation, SAMPLE_VALUATION_CHECKS),
+#: claim name -> (measure(seed), checks asserted here, pre-registered checks that
+#: did not hold on seeds 0-7); benchmarks/claims_seeds.py runs them on more seeds
+CLAIMS: dict[str, tuple[Callable[[int], Metrics], list[Check], list[Check]]] = {
+    "greedy_accuracy": (
+        measure_greedy_accuracy,
+        GREEDY_ACCURACY_CHECKS,
+        GREEDY_ACCURACY_NOT_HELD,
+    ),
+    "greedy_d_util": (
+        measure_greedy_d_util,
+        GREEDY_D_UTIL_CHECKS,
+        GREEDY_D_UTIL_NOT_HELD,
+    ),
+    "utilization_target": (
+        measure_utilization_target,
+        UTILIZATION_TARGET_CHECKS,
+        UTILIZATION_TARGET_NOT_HELD,
+    ),
+    "attribution": (measure_attribution_regularizer, ATTRIBUTION_CHECKS, []),
+    "ogm_ge": (measure_ogm_ge, OGM_GE_CHECKS, []),
+    "sample_valuation": (measure_sample_valuation, SAMPLE_VALUATION_CHECKS, []),
 }
