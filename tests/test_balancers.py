@@ -30,6 +30,7 @@ from mmexplain.balancers.valuation import KEEP_ROWS
 from mmexplain.callbacks import ConditionalLearningSpeed, UtilizationHistory
 from mmexplain.datasets import make_colored_digits, make_multimodal_classification
 from mmexplain.explainers import GradientModalityAttribution
+from mmexplain.modules.contract import encoder_parameters
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -914,6 +915,75 @@ def test_utilization_target_freeze_encoders_trains_only_the_head(tab):
     ).fit(X, y)
     assert all_equal(encoder_weights(clf), encoder_weights(init))
     assert any_changed(head_weights(clf), head_weights(init))
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"measure_on": "test"}, "measure_on"),
+        ({"measure_on": "valid"}, "validation_data"),
+        ({"measure_on": "valid", "validation_data": ({"a": 1},)}, "validation_data"),
+        ({"measure_on": "valid", "validation_data": [1, 2]}, "validation_data"),
+    ],
+)
+def test_utilization_target_validates_measure_on(tab, kw, match):
+    X, y = tab
+    with pytest.raises(ValueError, match=match):
+        small_clf(balancer=UtilizationTarget({"a": 0.5, "b": 0.5}, **kw)).fit(X, y)
+
+
+def test_utilization_target_validation_data_must_match(tab):
+    X, y = tab
+    for data in [({"a": X["a"][:10]}, y[:10]), (X[:10], y[:9]), (X[:1], y[:1])]:
+        bal = UtilizationTarget(
+            {"a": 0.5, "b": 0.5}, measure_on="valid", validation_data=data
+        )
+        with pytest.raises(ValueError, match="validation_data"):
+            small_clf(balancer=bal).fit(X, y)
+    twin = clone(UtilizationTarget({"a": 1.0}, measure_on="valid"))
+    assert twin.get_params()["measure_on"] == "valid"
+
+
+def test_utilization_target_measure_on_valid_uses_validation_batches(tab):
+    """The term is the in-batch utilization of random validation rows, pinned."""
+    X, y = tab
+    X_val, y_val = X[80:], y[80:] + 10  # labels of the estimator's classes
+    target = {"a": 0.8, "b": 0.2}
+    bal = UtilizationTarget(
+        target,
+        strength=2.0,
+        warmup=0,
+        freeze_encoders=True,
+        measure_on="valid",
+        validation_data=(X_val, y_val),
+    )
+    clf = small_clf(balancer=bal, max_epochs=1).fit(X[:80], y[:80] + 10)
+    bal, module = clf.balancer_, clf.module_
+    bal.epoch_started(clf, epoch=1, X=None, y=None)
+    Xt, yt = tensors(X[:8], y[:8])
+    bal.generator_ = torch.Generator().manual_seed(7)
+    bal.forward(clf, X=Xt)
+    got = bal.penalty(clf, X=Xt, y=yt, y_pred=torch.zeros(8, 3))
+    # reference: 8 validation rows from the same stream, then the in-batch shares
+    gen = torch.Generator().manual_seed(7)
+    rows = torch.randperm(len(y_val), generator=gen)[:8]
+    Xv = {
+        m: torch.as_tensor(np.asarray(v), dtype=torch.float32) for m, v in X_val.items()
+    }
+    Z = {
+        m: z.detach()
+        for m, z in module.encode(**{m: v[rows] for m, v in Xv.items()}).items()
+    }
+    yv = torch.as_tensor(y_val - 10)[rows]
+    shares = batch_utilization(module, Z, module.fuse(**Z), yv, generator=gen)
+    want = 2.0 * (shares - torch.tensor([0.8, 0.2])).abs().sum()
+    torch.testing.assert_close(got, want)
+    # its gradient reaches the head only (frozen encoders)
+    got.backward()
+    assert all(p.grad is None for p in encoder_parameters(module, "a"))
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in module.head.parameters()
+    )
 
 
 def test_utilization_target_after_vanilla_pretraining_with_warm_start(tab):
