@@ -161,6 +161,9 @@ class GreedyBalancer(Balancer):
             self.steps_left_ = 0
             self.fixed_steps_ = 0
             self.fixed_rebalanced_ = 0
+        if not hasattr(self, "fixed_steps_"):  # state restored from an older file
+            self.fixed_steps_ = 0
+            self.fixed_rebalanced_ = 0
         self.rng_ = self._make_rng(net)
         self.modalities_ = modalities
         self.rebalanceable_ = rebalanceable
