@@ -10,6 +10,8 @@ paper's regime instead, on :func:`~mmexplain.datasets.make_rendered_colored_digi
   Colored-and-gray-MNIST settings; tolerance 0.1, window 5);
 * train to fit: until the training accuracy (on a fixed subset of 2,000
   training samples) reaches 100%, or ``--epochs``;
+  ``--no-stop`` trains all ``--epochs`` instead (not the paper's protocol: it
+  tells whether stopping at the fit is what keeps the gray branch untrained);
 * keep the checkpoint with the best validation accuracy (the paper's model
   selection), and also report its accuracy on a held-out test split drawn
   like the validation split (not used for selection).
@@ -65,8 +67,11 @@ ARMS = (
 class FitAndSelect(Callback):
     """Stop at 100% training accuracy (on a subset); keep the best-validation weights."""
 
-    def __init__(self, X_fit: Any, y_fit: Any, X_val: Any, y_val: Any) -> None:
+    def __init__(
+        self, X_fit: Any, y_fit: Any, X_val: Any, y_val: Any, stop: bool = True
+    ) -> None:
         self.X_fit, self.y_fit, self.X_val, self.y_val = X_fit, y_fit, X_val, y_val
+        self.stop = stop
 
     def initialize(self) -> FitAndSelect:
         self.best_ = (-1.0, -1, None)
@@ -80,7 +85,7 @@ class FitAndSelect(Callback):
         net.history.record("fit_acc", fit)
         if val > self.best_[0]:
             self.best_ = (val, epoch, copy.deepcopy(net.module_.state_dict()))
-        if fit >= 1.0:
+        if fit >= 1.0 and self.stop:
             raise KeyboardInterrupt  # skorch ends the fit cleanly
 
 
@@ -117,7 +122,9 @@ def run_seed(
     def fit(modalities: list[str], balancer: Any) -> dict[str, Any]:
         """Fit on ``modalities`` (MMTMNet for both, a late-fusion net for one)."""
         Xtr, Xva, Xte = ({m: D[m] for m in modalities} for D in (X, Xv, Xt))
-        select = FitAndSelect({m: Xtr[m][sub] for m in modalities}, y[sub], Xva, yv)
+        select = FitAndSelect(
+            {m: Xtr[m][sub] for m in modalities}, y[sub], Xva, yv, not args.no_stop
+        )
         both = len(modalities) == 2
         clf = MultimodalClassifier(
             MMTMNet if both else None,
@@ -185,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--results", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--no-stop",
+        action="store_true",
+        help="train all --epochs instead of stopping at 100%% training accuracy",
+    )
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
     if args.smoke:
@@ -212,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nrendered colored digits, {args.n_train} train / {args.n_val} val / "
         f"{args.n_val} test, channels {tuple(args.channels)}, SGD lr {args.lr} "
-        f"momentum 0.9, batch {args.batch_size}, <= {args.epochs} epochs, "
+        f"momentum 0.9, batch {args.batch_size}, "
+        f"{args.epochs if args.no_stop else f'<= {args.epochs}'} epochs, "
         f"seeds {seeds}"
     )
     cols = [
