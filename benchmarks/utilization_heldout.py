@@ -3,9 +3,9 @@
 The setting of ``tests/test_claims.py`` (two modalities with the same
 evidence, 'a' twice as informative as 'b'; a vanilla network pre-trained 30
 epochs, then 20 epochs of the fusion head only with frozen encoders,
-``strength=3``, ``warmup=2``) on 2,500 samples per seed: 1,000 training
-samples (pre-training and head training), 500 validation samples and 1,000
-test samples, never used for training or steering. For each target of 'a'
+``strength=3``, ``warmup=2``) on 2,000 + ``--n-valid`` samples per seed: 1,000
+training samples (pre-training and head training), ``--n-valid`` (500)
+validation samples and 1,000 test samples, never used for training or steering. For each target of 'a'
 (25/50/75%) two arms:
 
 * ``train``: ``UtilizationTarget(measure_on='train')`` (the utilization term on
@@ -19,7 +19,7 @@ split and on the test split; the script prints per arm the values over seeds,
 mean +- sd, the held-out gap (test - train) and how many seeds land within
 +-10 points of the target on the test split.
 
-    OMP_NUM_THREADS=1 python benchmarks/utilization_heldout.py [--seeds 0-7]
+    OMP_NUM_THREADS=1 python benchmarks/utilization_heldout.py [--seeds 0-7] [--n-valid 500]
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from mmexplain.explainers import PermutationModalityImportance
 TARGETS = (0.25, 0.5, 0.75)
 
 
-def measure(seed: int) -> dict[str, dict[str, float]]:
+def measure(seed: int, n_valid: int = 500) -> dict[str, dict[str, float]]:
     X, y = make_multimodal_classification(
-        2500,
+        2000 + n_valid,
         modalities=["a", "b"],
         informativeness=[1.0, 0.5],
         n_features=[10, 10],
@@ -54,7 +54,7 @@ def measure(seed: int) -> dict[str, dict[str, float]]:
         X, y, train_size=1000, stratify=y, random_state=seed
     )
     Xva, Xte, yva, yte = train_test_split(
-        Xrest, yrest, train_size=500, stratify=yrest, random_state=seed
+        Xrest, yrest, train_size=n_valid, stratify=yrest, random_state=seed
     )
     pre = MultimodalClassifier(
         max_epochs=30, lr=3e-3, random_state=seed, module__embedding_dim=16
@@ -97,13 +97,14 @@ def parse_seeds(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0-7")
+    ap.add_argument("--n-valid", type=int, default=500, help="validation samples")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     seeds = parse_seeds(args.seeds)
     runs = {}
     for seed in seeds:
         t0 = time.perf_counter()
-        runs[seed] = measure(seed)
+        runs[seed] = measure(seed, args.n_valid)
         print(f"seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"\nMU of 'a' (%), whole-set permutation, seeds {seeds}")
     for arm in runs[seeds[0]]:
