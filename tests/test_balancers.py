@@ -30,6 +30,7 @@ from mmexplain.balancers.valuation import KEEP_ROWS
 from mmexplain.callbacks import ConditionalLearningSpeed, UtilizationHistory
 from mmexplain.datasets import make_colored_digits, make_multimodal_classification
 from mmexplain.explainers import GradientModalityAttribution
+from mmexplain.modules.contract import encoder_parameters
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -447,6 +448,124 @@ def test_greedy_random_mode_draws_uniformly(digits, greedy_log):
     assert sum(h["gray"] for h in hist) == counts[2]
 
 
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"mode": "fixed"}, "needs rate"),
+        ({"mode": "fixed", "rate": 1.5}, "rate"),
+        ({"modalities": ["depth"]}, "modalities"),
+        ({"modalities": []}, "modalities"),
+        ({"modalities": ["gray", "gray"]}, "modalities"),
+        ({"modalities": "gray"}, "modalities"),
+    ],
+)
+def test_greedy_validates_control_params(digits, kw, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        mmtm_clf(balancer=GreedyBalancer(**kw)).fit(X, y)
+
+
+def test_greedy_control_params_are_clonable():
+    bal = GreedyBalancer(mode="fixed", rate=0.25, modalities=["gray"])
+    twin = clone(bal)
+    assert twin.get_params() == bal.get_params()
+    assert twin.get_params()["modalities"] == ["gray"]
+    assert twin.get_params()["rate"] == 0.25
+
+
+@pytest.mark.parametrize(
+    "rate, modalities", [(0.3, None), (0.75, ["gray"]), (1.0, None), (0.0, None)]
+)
+def test_greedy_fixed_mode_follows_the_schedule(digits, greedy_log, rate, modalities):
+    X, y = digits
+    warmup, per_epoch, epochs = 1, 6, 4  # 96 samples / 16
+    clf = mmtm_clf(
+        balancer=GreedyBalancer(
+            mode="fixed", rate=rate, modalities=modalities, warmup_epochs=warmup
+        ),
+        max_epochs=epochs,
+    ).fit(X, y)
+    steps = greedy_log["steps"]
+    assert len(steps) == per_epoch * epochs
+    # reference loop: decision after each unlocked step t, no speed signal
+    allowed = modalities or ["color", "gray"]
+    expected, current, t, k = [], None, 0, 0
+    for i in range(len(steps)):
+        expected.append(current)
+        if i // per_epoch >= warmup:
+            if math.floor((t + 1) * rate) > math.floor(t * rate):
+                current, k = allowed[k % len(allowed)], k + 1
+            else:
+                current = None
+            t += 1
+    assert steps == expected
+    decided = (epochs - warmup) * per_epoch - 1  # the last decision is not taken
+    assert sum(s is not None for s in steps) == math.floor(decided * rate)
+    # the speeds are still accumulated on regular steps (reported, not used)
+    assert len(greedy_log["bdr"]) == steps.count(None)
+    hist = clf.history[:, "greedy_rebalance_steps"]
+    assert sum(h["gray"] for h in hist) == steps.count("gray")
+
+
+def test_greedy_fixed_mode_matches_a_guided_runs_count(digits, greedy_log):
+    """A fixed rate taken from a guided run gives (nearly) its number of steps."""
+    X, y = digits
+    mmtm_clf(balancer=GreedyBalancer(tolerance=0.0), max_epochs=4).fit(X, y)
+    guided = sum(s is not None for s in greedy_log["steps"])
+    decided = 3 * 6 - 1
+    greedy_log["steps"].clear()
+    # (guided + 0.5) / decided: floor(decided * rate) == guided despite rounding
+    bal = GreedyBalancer(mode="fixed", rate=(guided + 0.5) / decided)
+    mmtm_clf(balancer=bal, max_epochs=4).fit(X, y)
+    assert sum(s is not None for s in greedy_log["steps"]) == guided
+
+
+def test_greedy_guided_restricted_modalities_never_rebalance_the_others(
+    digits, greedy_log
+):
+    """``modalities=['color']``: same trigger, but only colour is re-balanced."""
+    X, y = digits
+    window, warmup, per_epoch, epochs = 3, 1, 6, 4
+    mmtm_clf(
+        balancer=GreedyBalancer(
+            tolerance=0.0, window=window, warmup_epochs=warmup, modalities=["color"]
+        ),
+        max_epochs=epochs,
+    ).fit(X, y)
+    steps = greedy_log["steps"]
+    expected, current, left, k = [], None, 0, 0
+    for i in range(len(steps)):
+        expected.append(current)
+        if current is None:
+            k += 1  # a regular step: the meter is updated, the trigger checked
+            if i // per_epoch >= warmup:
+                current, left = "color", window  # tolerance 0: always triggers
+        else:
+            left -= 1
+            if left == 0:
+                current = None
+    assert steps == expected
+    assert "gray" not in steps and "color" in steps
+    assert len(greedy_log["bdr"]) == k
+
+
+def test_greedy_random_mode_restricted_modalities(digits, greedy_log):
+    X, y = digits
+    per_epoch, epochs = 6, 4
+    mmtm_clf(
+        balancer=GreedyBalancer(
+            mode="random", modalities=["gray"], warmup_epochs=1, random_state=3
+        ),
+        max_epochs=epochs,
+    ).fit(X, y)
+    rng = np.random.RandomState(3)
+    expected = [None] * (per_epoch + 1)
+    expected += [
+        [None, "gray"][rng.randint(2)] for _ in range((epochs - 1) * per_epoch - 1)
+    ]
+    assert greedy_log["steps"] == expected
+
+
 def test_rebalancing_forward_uses_the_running_average_gate(digits):
     X, y = digits
     Xt = tensors(X[:8])
@@ -796,6 +915,75 @@ def test_utilization_target_freeze_encoders_trains_only_the_head(tab):
     ).fit(X, y)
     assert all_equal(encoder_weights(clf), encoder_weights(init))
     assert any_changed(head_weights(clf), head_weights(init))
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"measure_on": "test"}, "measure_on"),
+        ({"measure_on": "valid"}, "validation_data"),
+        ({"measure_on": "valid", "validation_data": ({"a": 1},)}, "validation_data"),
+        ({"measure_on": "valid", "validation_data": [1, 2]}, "validation_data"),
+    ],
+)
+def test_utilization_target_validates_measure_on(tab, kw, match):
+    X, y = tab
+    with pytest.raises(ValueError, match=match):
+        small_clf(balancer=UtilizationTarget({"a": 0.5, "b": 0.5}, **kw)).fit(X, y)
+
+
+def test_utilization_target_validation_data_must_match(tab):
+    X, y = tab
+    for data in [({"a": X["a"][:10]}, y[:10]), (X[:10], y[:9]), (X[:1], y[:1])]:
+        bal = UtilizationTarget(
+            {"a": 0.5, "b": 0.5}, measure_on="valid", validation_data=data
+        )
+        with pytest.raises(ValueError, match="validation_data"):
+            small_clf(balancer=bal).fit(X, y)
+    twin = clone(UtilizationTarget({"a": 1.0}, measure_on="valid"))
+    assert twin.get_params()["measure_on"] == "valid"
+
+
+def test_utilization_target_measure_on_valid_uses_validation_batches(tab):
+    """The term is the in-batch utilization of random validation rows, pinned."""
+    X, y = tab
+    X_val, y_val = X[80:], y[80:] + 10  # labels of the estimator's classes
+    target = {"a": 0.8, "b": 0.2}
+    bal = UtilizationTarget(
+        target,
+        strength=2.0,
+        warmup=0,
+        freeze_encoders=True,
+        measure_on="valid",
+        validation_data=(X_val, y_val),
+    )
+    clf = small_clf(balancer=bal, max_epochs=1).fit(X[:80], y[:80] + 10)
+    bal, module = clf.balancer_, clf.module_
+    bal.epoch_started(clf, epoch=1, X=None, y=None)
+    Xt, yt = tensors(X[:8], y[:8])
+    bal.generator_ = torch.Generator().manual_seed(7)
+    bal.forward(clf, X=Xt)
+    got = bal.penalty(clf, X=Xt, y=yt, y_pred=torch.zeros(8, 3))
+    # reference: 8 validation rows from the same stream, then the in-batch shares
+    gen = torch.Generator().manual_seed(7)
+    rows = torch.randperm(len(y_val), generator=gen)[:8]
+    Xv = {
+        m: torch.as_tensor(np.asarray(v), dtype=torch.float32) for m, v in X_val.items()
+    }
+    Z = {
+        m: z.detach()
+        for m, z in module.encode(**{m: v[rows] for m, v in Xv.items()}).items()
+    }
+    yv = torch.as_tensor(y_val - 10)[rows]
+    shares = batch_utilization(module, Z, module.fuse(**Z), yv, generator=gen)
+    want = 2.0 * (shares - torch.tensor([0.8, 0.2])).abs().sum()
+    torch.testing.assert_close(got, want)
+    # its gradient reaches the head only (frozen encoders)
+    got.backward()
+    assert all(p.grad is None for p in encoder_parameters(module, "a"))
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in module.head.parameters()
+    )
 
 
 def test_utilization_target_after_vanilla_pretraining_with_warm_start(tab):

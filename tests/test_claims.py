@@ -4,17 +4,20 @@ Every claim is a paired comparison over ``SEEDS`` (each seed draws the data,
 the split and the training run): the treatment must produce the effect on
 every seed, and a *control* that differs from it only in the ingredient the
 claim is about must not, so that a balancer whose mechanism is broken (or
-removed) fails here. The settings are the ones where the claims were measured;
-the measured means and standard deviations over the seeds, and the claims that
-did not hold across seeds (which are not tested), are in doc/methods.md,
-"Reproduction notes". The measurements themselves are the ``measure_*``
-functions below, so the notes can be re-measured with them.
+removed) fails here. Each claim is a list of checks (``*_CHECKS``) whose
+thresholds were stated before the runs on new seeds; benchmarks/claims_seeds.py
+runs the same ``measure_*`` functions and checks on seeds 0-7. Only checks that
+held on all eight are asserted here (on ``SEEDS``, for CI time); the
+pre-registered checks that failed are kept as ``*_NOT_HELD`` and reported by
+the script. The numbers (mean, sd and range over seeds 0-7, per-seed failures)
+are in doc/reproduction.md.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -72,6 +75,40 @@ def values(runs: dict[int, Metrics], arm: str, metric: str) -> np.ndarray:
     return np.array([runs[s][arm][metric] for s in runs])
 
 
+def v(arm: str, metric: str) -> Callable[[dict[int, Metrics]], np.ndarray]:
+    """``runs -> values of (arm, metric) per seed``, for writing checks."""
+    return lambda runs: values(runs, arm, metric)
+
+
+#: a pre-registered check: a label and ``runs -> bool per seed`` (or one bool
+#: for a check on the mean over seeds)
+Check = tuple[str, Callable[[dict[int, Metrics]], Any]]
+
+
+def failing_seeds(
+    runs: dict[int, Metrics], checks: list[Check]
+) -> list[tuple[str, list[Any]]]:
+    """Each check's label and the seeds on which it fails (``['mean']`` for a check
+    on the mean that fails)."""
+    out = []
+    for label, check in checks:
+        ok = np.asarray(check(runs))
+        if ok.ndim == 0:
+            out.append((label, [] if ok else ["mean"]))
+        else:
+            out.append((label, [s for s, good in zip(runs, ok) if not good]))
+    return out
+
+
+def assert_checks(
+    runs: dict[int, Metrics], checks: list[Check], metrics: list[str]
+) -> None:
+    """Every check holds on every seed; the message lists the failures and tables."""
+    failed = [(label, s) for label, s in failing_seeds(runs, checks) if s]
+    msg = "\n".join(table(runs, m) for m in metrics)
+    assert not failed, f"failed {failed}\n{msg}"
+
+
 def branch_accuracy(clf: Any, X: Any, y: np.ndarray, branch: str) -> float:
     """Accuracy of one MMTMNet branch's own head."""
     net = clf.module_
@@ -89,31 +126,19 @@ def branch_accuracy(clf: Any, X: Any, y: np.ndarray, branch: str) -> float:
 # ----------------------------------------------------------------------------
 # Greedy learning (Wu et al., 2022)
 # ----------------------------------------------------------------------------
-class WrongModalityGreedy(GreedyBalancer):
-    """Control: every re-balancing window re-balances the *other* modality.
-
-    It flips whatever :class:`GreedyBalancer` chooses, so if the balancer ever
-    picked the wrong modality, this control would be the one that works.
-    """
-
-    def edit_gradients(self, net: Any, **kwargs: Any) -> None:
-        before = self.current_
-        super().edit_gradients(net, **kwargs)
-        if self.mode == "guided" and before is None and self.current_ is not None:
-            (other,) = [m for m in self.modalities_ if m != self.current_]
-            self.current_ = other
-
-
 def greedy_fit(X: Any, y: np.ndarray, seed: int, balancer: Any) -> Any:
     return MultimodalClassifier(
         MMTMNet,
         balancer=balancer,
         module__channels=(16, 32),
-        max_epochs=20,
+        max_epochs=GREEDY_EPOCHS,
         lr=3e-3,
-        batch_size=64,
+        batch_size=GREEDY_BATCH,
         random_state=seed,
     ).fit(X, y)
+
+
+GREEDY_EPOCHS, GREEDY_BATCH = 20, 64
 
 
 def rebalanced(clf: Any) -> dict[str, int]:
@@ -125,7 +150,41 @@ def rebalanced(clf: Any) -> dict[str, int]:
     return total
 
 
-def measure_greedy_accuracy(seed: int) -> Metrics:
+def fixed_rate_like(guided: Any, n_samples: int, modality: str) -> GreedyBalancer:
+    """Control: the guided run's number of ``modality`` re-balancing steps on a fixed
+    schedule, without the speed signal (``mode='fixed'``)."""
+    per_epoch = -(-n_samples // GREEDY_BATCH)
+    # decisions after the warm-up: every step but the fit's last
+    decided = (GREEDY_EPOCHS - guided.balancer_.warmup_epochs) * per_epoch - 1
+    steps = rebalanced(guided)[modality]
+    # floor(decided * rate) == steps, whatever the float rounding
+    rate = min(1.0, (steps + 0.5) / decided)
+    return GreedyBalancer(mode="fixed", rate=rate, modalities=[modality])
+
+
+def greedy_arms(
+    X: Any, y: np.ndarray, seed: int, window: int, fixed_rate: bool = True
+) -> dict[str, Any]:
+    """Fitted vanilla, guided and control runs on one seed.
+
+    * ``no weak``: guided's trigger, but it may only re-balance colour, so it
+      never re-balances the weak modality (gray, the one guided re-balances);
+    * ``fixed rate``: as many gray re-balancing steps as guided took on this
+      seed, evenly spread, with no speed signal.
+    """
+    fits = {"vanilla": greedy_fit(X, y, seed, None)}
+    fits["guided"] = greedy_fit(X, y, seed, GreedyBalancer(window=window))
+    fits["no weak"] = greedy_fit(
+        X, y, seed, GreedyBalancer(window=window, modalities=["color"])
+    )
+    if fixed_rate:  # benchmarks/claims_seeds.py; the test leaves it out (CI time)
+        fits["fixed rate"] = greedy_fit(
+            X, y, seed, fixed_rate_like(fits["guided"], len(y), "gray")
+        )
+    return fits
+
+
+def measure_greedy_accuracy(seed: int, fixed_rate: bool = True) -> Metrics:
     """Colour matches the label for 90% of training digits, ~10% in validation."""
     X, y, Xv, yv = make_colored_digits(random_state=seed, train_correlation=0.9)
     # held-out digits drawn like the training split, for d_util (reported only)
@@ -133,47 +192,77 @@ def measure_greedy_accuracy(seed: int) -> Metrics:
         random_state=seed, train_correlation=0.9, val_correlation=0.9
     )[2:]
     cu = ConditionalUtilization(reference=X)
-    arms = {
-        "vanilla": None,
-        "guided": GreedyBalancer(tolerance=0.1, window=5),
-        "wrong modality": WrongModalityGreedy(tolerance=0.1, window=5),
-        "random": GreedyBalancer(mode="random"),
-    }
+    fits = greedy_arms(X, y, seed, window=5, fixed_rate=fixed_rate)
+    fits["random"] = greedy_fit(X, y, seed, GreedyBalancer(mode="random"))
     out: Metrics = {}
-    for arm, balancer in arms.items():
-        clf = greedy_fit(X, y, seed, balancer)
+    for arm, clf in fits.items():
         out[arm] = {
             "accuracy": clf.score(Xv, yv),
             "gray head": branch_accuracy(clf, Xv, yv, "gray"),
             "|d_util|": abs(cu.explain(clf, X_iid, y_iid).d_util),
         }
-        if balancer is not None:
+        if clf.balancer is not None:
             steps = rebalanced(clf)
             out[arm].update({f"steps {m}": float(k) for m, k in steps.items()})
     return out
 
 
-def test_greedy_guided_beats_vanilla_and_rebalancing_the_wrong_modality_does_not():
-    runs = over_seeds(measure_greedy_accuracy)
-    acc = {arm: values(runs, arm, "accuracy") for arm in runs[SEEDS[0]]}
-    msg = table(runs, "accuracy")
+#: stated before the runs on seeds 0-7 (the controls are new; the thresholds of the
+#: claims kept from the earlier test are unchanged)
+GREEDY_ACCURACY_CHECKS: list[Check] = [
     # the colour branch learns faster: guided re-balances gray (its BDR is larger)
-    assert (values(runs, "guided", "steps gray") > 0).all()
-    assert (values(runs, "guided", "steps color") <= 10).all()
+    ("guided re-balances gray", lambda r: v("guided", "steps gray")(r) > 0),
+    ("guided: <= 10 colour steps", lambda r: v("guided", "steps color")(r) <= 10),
+    # the controls lack exactly their ingredient
+    ("no weak: 0 gray steps", lambda r: v("no weak", "steps gray")(r) == 0),
     # treatment: much better validation accuracy on every seed
-    assert (acc["guided"] >= acc["vanilla"] + 0.1).all(), msg
-    # control: re-balancing colour instead does not help
-    assert (acc["wrong modality"] <= acc["vanilla"] + 0.05).all(), msg
-    assert (acc["guided"] >= acc["wrong modality"] + 0.1).all(), msg
+    (
+        "accuracy: guided >= vanilla + 0.1",
+        lambda r: v("guided", "accuracy")(r) >= v("vanilla", "accuracy")(r) + 0.1,
+    ),
+    # control: never re-balancing the weak modality does not help
+    (
+        "accuracy: no weak <= vanilla + 0.05",
+        lambda r: v("no weak", "accuracy")(r) <= v("vanilla", "accuracy")(r) + 0.05,
+    ),
+    (
+        "accuracy: guided >= no weak + 0.1",
+        lambda r: v("guided", "accuracy")(r) >= v("no weak", "accuracy")(r) + 0.1,
+    ),
     # random re-balancing (both modalities) sits between vanilla and guided
-    assert (acc["random"] > acc["vanilla"]).all(), msg
-    assert (acc["random"] < acc["guided"]).all(), msg
+    (
+        "accuracy: random > vanilla",
+        lambda r: v("random", "accuracy")(r) > v("vanilla", "accuracy")(r),
+    ),
+    (
+        "accuracy: random < guided",
+        lambda r: v("random", "accuracy")(r) < v("guided", "accuracy")(r),
+    ),
     # the gray branch learns from its own input when re-balanced
-    gray = {arm: values(runs, arm, "gray head") for arm in runs[SEEDS[0]]}
-    assert (gray["guided"] > gray["vanilla"] + 0.1).all(), table(runs, "gray head")
+    (
+        "gray head: guided > vanilla + 0.1",
+        lambda r: v("guided", "gray head")(r) > v("vanilla", "gray head")(r) + 0.1,
+    ),
+]
+
+#: pre-registered with the checks above, measured on seeds 0-7 by
+#: benchmarks/claims_seeds.py; **did not hold** (doc/reproduction.md), so not
+#: asserted: guided is no better than the same number of re-balancing steps
+#: on a fixed schedule
+FIXED_RATE_STEPS: Check = (
+    "fixed rate: as many gray steps as guided",
+    lambda r: v("fixed rate", "steps gray")(r) == v("guided", "steps gray")(r),
+)
+GREEDY_ACCURACY_NOT_HELD: list[Check] = [
+    FIXED_RATE_STEPS,
+    (
+        "guidance matters: accuracy guided >= fixed rate + 0.03",
+        lambda r: v("guided", "accuracy")(r) >= v("fixed rate", "accuracy")(r) + 0.03,
+    ),
+]
 
 
-def measure_greedy_d_util(seed: int) -> Metrics:
+def measure_greedy_d_util(seed: int, fixed_rate: bool = True) -> Metrics:
     """Colour determines the label in training (``train_correlation=1``).
 
     ``d_util`` is measured on held-out digits drawn like the training split
@@ -184,14 +273,8 @@ def measure_greedy_d_util(seed: int) -> Metrics:
     X, y, Xv, yv = make_colored_digits(random_state=seed)
     X_iid = make_colored_digits(random_state=seed, val_correlation=1.0)[2]
     cu = ConditionalUtilization(reference=X)  # the paper's training-split average
-    arms = {
-        "vanilla": None,
-        "guided": GreedyBalancer(window=20),
-        "wrong modality": WrongModalityGreedy(window=20),
-    }
     out: Metrics = {}
-    for arm, balancer in arms.items():
-        clf = greedy_fit(X, y, seed, balancer)
+    for arm, clf in greedy_arms(X, y, seed, 20, fixed_rate).items():
         expl = cu.explain(clf, X_iid, yv)
         out[arm] = {
             "|d_util|": abs(expl.d_util),
@@ -199,24 +282,58 @@ def measure_greedy_d_util(seed: int) -> Metrics:
             "gray head": branch_accuracy(clf, Xv, yv, "gray"),
             "accuracy": clf.score(Xv, yv),
         }
+        if clf.balancer is not None:
+            steps = rebalanced(clf)
+            out[arm].update({f"steps {m}": float(k) for m, k in steps.items()})
     return out
 
 
-def test_greedy_guided_lowers_d_util_when_colour_is_perfectly_predictive():
-    runs = over_seeds(measure_greedy_d_util)
-    d = {arm: values(runs, arm, "|d_util|") for arm in runs[SEEDS[0]]}
-    msg = table(runs, "|d_util|")
+GREEDY_D_UTIL_CHECKS: list[Check] = [
     # vanilla: the gray head's accuracy comes from colour (through the gates)
-    assert (d["vanilla"] > 0.5).all(), msg
+    ("vanilla |d_util| > 0.5", lambda r: v("vanilla", "|d_util|")(r) > 0.5),
     # treatment: guided re-balancing cuts the imbalance at least in half
-    assert (d["guided"] < 0.5 * d["vanilla"]).all(), msg
-    # control: re-balancing colour keeps it
-    assert (d["wrong modality"] > 0.8 * d["vanilla"]).all(), msg
-    gray = {arm: values(runs, arm, "gray head") for arm in runs[SEEDS[0]]}
-    msg = table(runs, "gray head")
+    (
+        "|d_util|: guided < 0.5 vanilla",
+        lambda r: v("guided", "|d_util|")(r) < 0.5 * v("vanilla", "|d_util|")(r),
+    ),
+    # control: never re-balancing gray keeps it
+    (
+        "|d_util|: no weak > 0.8 vanilla",
+        lambda r: v("no weak", "|d_util|")(r) > 0.8 * v("vanilla", "|d_util|")(r),
+    ),
     # the gray head goes from chance to reading digits; not with the control
-    assert (gray["guided"] > gray["vanilla"] + 0.3).all(), msg
-    assert (gray["wrong modality"] < gray["vanilla"] + 0.05).all(), msg
+    (
+        "gray head: guided > vanilla + 0.3",
+        lambda r: v("guided", "gray head")(r) > v("vanilla", "gray head")(r) + 0.3,
+    ),
+    (
+        "gray head: no weak < vanilla + 0.05",
+        lambda r: v("no weak", "gray head")(r) < v("vanilla", "gray head")(r) + 0.05,
+    ),
+]
+
+#: pre-registered, did not hold on seeds 0-7 (see GREEDY_ACCURACY_NOT_HELD)
+GREEDY_D_UTIL_NOT_HELD: list[Check] = [
+    FIXED_RATE_STEPS,
+    (
+        "guidance matters: |d_util| guided <= 0.8 fixed rate",
+        lambda r: v("guided", "|d_util|")(r) <= 0.8 * v("fixed rate", "|d_util|")(r),
+    ),
+    (
+        "guidance matters: gray head guided >= fixed rate + 0.05",
+        lambda r: v("guided", "gray head")(r) >= v("fixed rate", "gray head")(r) + 0.05,
+    ),
+]
+
+
+def test_greedy_guided_beats_vanilla_and_never_rebalancing_gray_does_not():
+    runs = over_seeds(partial(measure_greedy_accuracy, fixed_rate=False))
+    assert_checks(runs, GREEDY_ACCURACY_CHECKS, ["accuracy", "gray head"])
+
+
+def test_greedy_guided_lowers_d_util_when_colour_is_perfectly_predictive():
+    runs = over_seeds(partial(measure_greedy_d_util, fixed_rate=False))
+    assert_checks(runs, GREEDY_D_UTIL_CHECKS, ["|d_util|", "gray head"])
 
 
 # ----------------------------------------------------------------------------
@@ -278,22 +395,55 @@ def measure_utilization_target(seed: int) -> Metrics:
     return out
 
 
+def _within_10_on_train(t: float) -> Check:
+    return (
+        f"|train MU a - {100 * t:.0f}| <= 10 (target {t:.2f})",
+        lambda r: np.abs(v(f"target {t:.2f}", "MU a train")(r) - 100 * t) <= 10,
+    )
+
+
+#: thresholds stated before the runs on seeds 3-7 (they were set on seeds 0-2)
+UTILIZATION_TARGET_CHECKS: list[Check] = [
+    # lopsided to begin with
+    ("vanilla held-out MU a > 80", lambda r: v("vanilla", "MU a test")(r) > 80),
+    # treatment: the measured (whole-set) MU is within +-10 points of the target
+    # (0.50 did not hold on seeds 0-7: UTILIZATION_TARGET_NOT_HELD)
+    *[_within_10_on_train(t) for t in (0.25, 0.75)],
+    # held out, the order of the targets is kept and all are below vanilla
+    *[
+        (
+            f"held-out MU a: target {lo} < target {hi}",
+            lambda r, lo=lo, hi=hi: (
+                v(f"target {lo}", "MU a test")(r) < v(f"target {hi}", "MU a test")(r)
+            ),
+        )
+        for lo, hi in (("0.25", "0.50"), ("0.50", "0.75"))
+    ],
+    (
+        "held-out MU a: target 0.75 < vanilla",
+        lambda r: v("target 0.75", "MU a test")(r) < v("vanilla", "MU a test")(r),
+    ),
+    # control: the same head-only training without the target term stays lopsided
+    (
+        "control: |train MU a - 25| > 40",
+        lambda r: np.abs(v("control", "MU a train")(r) - 25) > 40,
+    ),
+    (
+        "control: |train MU a - vanilla| < 5",
+        lambda r: (
+            np.abs(v("control", "MU a train")(r) - v("vanilla", "MU a train")(r)) < 5
+        ),
+    ),
+]
+
+
+#: pre-registered, failed on seed 4 of 0-7 (doc/reproduction.md): not asserted
+UTILIZATION_TARGET_NOT_HELD: list[Check] = [_within_10_on_train(0.5)]
+
+
 def test_utilization_target_reaches_targets_with_frozen_encoders():
     runs = over_seeds(measure_utilization_target)
-    train = {arm: values(runs, arm, "MU a train") for arm in runs[SEEDS[0]]}
-    test = {arm: values(runs, arm, "MU a test") for arm in runs[SEEDS[0]]}
-    msg = table(runs, "MU a train") + "\n" + table(runs, "MU a test")
-    assert (test["vanilla"] > 80).all(), msg  # lopsided to begin with
-    # treatment: the measured (whole-set) MU is within +-10 points of each target
-    for t in TARGETS:
-        assert (np.abs(train[f"target {t:.2f}"] - 100 * t) <= 10).all(), msg
-    # held out, the order of the targets is kept and all are below vanilla
-    assert (test["target 0.25"] < test["target 0.50"]).all(), msg
-    assert (test["target 0.50"] < test["target 0.75"]).all(), msg
-    assert (test["target 0.75"] < test["vanilla"]).all(), msg
-    # control: the same head-only training without the target term stays lopsided
-    assert (np.abs(train["control"] - 25) > 40).all(), msg
-    assert (np.abs(train["control"] - train["vanilla"]) < 5).all(), msg
+    assert_checks(runs, UTILIZATION_TARGET_CHECKS, ["MU a train", "MU a test"])
 
 
 # ----------------------------------------------------------------------------
@@ -325,23 +475,44 @@ def measure_attribution_regularizer(seed: int) -> Metrics:
     return out
 
 
-def test_attribution_regularizer_moves_the_attribution_ratio_with_accuracy_kept():
-    runs = over_seeds(measure_attribution_regularizer)
-    share = {arm: values(runs, arm, "attribution pixel") for arm in ("vanilla", "AMR")}
-    msg = table(runs, "attribution pixel")
+def _moved(metric: str) -> Callable[[dict[int, Metrics]], float]:
+    """Mean over seeds of |AMR - vanilla| for ``metric``."""
+    return lambda r: float(np.abs(v("AMR", metric)(r) - v("vanilla", metric)(r)).mean())
+
+
+ATTRIBUTION_CHECKS: list[Check] = [
     # control (no regularizer): far from 50/50
-    assert (np.abs(share["vanilla"] - 50) > 10).all(), msg
-    assert np.abs(share["vanilla"] - 50).mean() > 15, msg
+    (
+        "vanilla: |attribution pixel - 50| > 10",
+        lambda r: np.abs(v("vanilla", "attribution pixel")(r) - 50) > 10,
+    ),
+    (
+        "vanilla: mean |attribution pixel - 50| > 15",
+        lambda r: np.abs(v("vanilla", "attribution pixel")(r) - 50).mean() > 15,
+    ),
     # treatment: 50/50 on every seed, accuracy kept
-    assert (np.abs(share["AMR"] - 50) < 5).all(), msg
-    acc = {arm: values(runs, arm, "accuracy") for arm in ("vanilla", "AMR")}
-    assert (acc["AMR"] >= acc["vanilla"] - 0.015).all(), table(runs, "accuracy")
+    (
+        "AMR: |attribution pixel - 50| < 5",
+        lambda r: np.abs(v("AMR", "attribution pixel")(r) - 50) < 5,
+    ),
+    (
+        "AMR accuracy >= vanilla - 0.015",
+        lambda r: v("AMR", "accuracy")(r) >= v("vanilla", "accuracy")(r) - 0.015,
+    ),
     # permutation MU moves far less than the attribution ratio: AMR balances
     # attributions, not what permutation utilization measures
-    mu = {arm: values(runs, arm, "MU pixel") for arm in ("vanilla", "AMR")}
-    moved_mu = np.abs(mu["AMR"] - mu["vanilla"]).mean()
-    moved_attr = np.abs(share["AMR"] - share["vanilla"]).mean()
-    assert moved_mu < 0.5 * moved_attr, msg + "\n" + table(runs, "MU pixel")
+    (
+        "mean |moved MU| < 0.5 mean |moved attribution|",
+        lambda r: _moved("MU pixel")(r) < 0.5 * _moved("attribution pixel")(r),
+    ),
+]
+
+
+def test_attribution_regularizer_moves_the_attribution_ratio_with_accuracy_kept():
+    runs = over_seeds(measure_attribution_regularizer)
+    assert_checks(
+        runs, ATTRIBUTION_CHECKS, ["attribution pixel", "MU pixel", "accuracy"]
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -391,17 +562,30 @@ def measure_ogm_ge(seed: int) -> Metrics:
     return out
 
 
-def test_ogm_ge_shifts_use_towards_the_weak_modality_under_sgd():
-    runs = over_seeds(measure_ogm_ge)
-    share = {arm: values(runs, arm, "share a") for arm in runs[SEEDS[0]]}
-    msg = table(runs, "share a")
-    assert (values(runs, "OGM-GE", "coefficient a") < 0.1).all()  # 'a' dominates
+OGM_GE_CHECKS: list[Check] = [
+    # 'a' dominates
+    ("OGM-GE coefficient a < 0.1", lambda r: v("OGM-GE", "coefficient a")(r) < 0.1),
     # treatment: the dominant modality's share falls on every seed (by ~1 point:
     # the effect is small here, and accuracy does not improve; doc/methods.md)
-    assert (share["OGM-GE"] < share["control"] - 0.25).all(), msg
-    assert (share["control"] - share["OGM-GE"]).mean() > 0.5, msg
+    (
+        "share a: OGM-GE < control - 0.25",
+        lambda r: v("OGM-GE", "share a")(r) < v("control", "share a")(r) - 0.25,
+    ),
+    (
+        "share a: mean(control - OGM-GE) > 0.5",
+        lambda r: (v("control", "share a")(r) - v("OGM-GE", "share a")(r)).mean() > 0.5,
+    ),
     # control: the GE noise alone does not move the shares
-    assert (np.abs(share["control"] - share["vanilla"]) < 0.5).all(), msg
+    (
+        "share a: |control - vanilla| < 0.5",
+        lambda r: np.abs(v("control", "share a")(r) - v("vanilla", "share a")(r)) < 0.5,
+    ),
+]
+
+
+def test_ogm_ge_shifts_use_towards_the_weak_modality_under_sgd():
+    runs = over_seeds(measure_ogm_ge)
+    assert_checks(runs, OGM_GE_CHECKS, ["share a", "coefficient a"])
 
 
 # ----------------------------------------------------------------------------
@@ -468,22 +652,72 @@ def measure_sample_valuation(seed: int) -> Metrics:
     return out
 
 
-def test_sample_valuation_lifts_the_weak_modality_only_through_its_own_copies():
-    runs = over_seeds(measure_sample_valuation)
-    color = {arm: values(runs, arm, "uni-modal color") for arm in runs[SEEDS[0]]}
-    msg = table(runs, "uni-modal color")
+SAMPLE_VALUATION_CHECKS: list[Check] = [
     # the paper's value v(S) = |S| 1[correct]: phi sums to 2 x correct (efficiency),
     # and the copies follow the paper's thresholds on those values
-    assert (values(runs, "valuation", "sum mean phi") > 1.5).all()
-    assert (values(runs, "valuation", "copies follow the thresholds") == 1).all()
-    assert (values(runs, "valuation", "extra color") > 0).all()
+    ("sum mean phi > 1.5", lambda r: v("valuation", "sum mean phi")(r) > 1.5),
+    (
+        "copies follow the thresholds",
+        lambda r: v("valuation", "copies follow the thresholds")(r) == 1,
+    ),
+    ("extra color > 0", lambda r: v("valuation", "extra color")(r) > 0),
     # treatment: the colour encoder learns digit shape (colour alone reads digits)
-    assert (color["valuation"] > color["vanilla"] + 0.08).all(), msg
+    (
+        "uni-modal color: valuation > vanilla + 0.08",
+        lambda r: (
+            v("valuation", "uni-modal color")(r)
+            > v("vanilla", "uni-modal color")(r) + 0.08
+        ),
+    ),
     # control: copies that train both modalities do not teach the colour encoder
-    assert (color["unmasked copies"] < color["vanilla"] + 0.05).all(), msg
-    acc = {arm: values(runs, arm, "accuracy") for arm in runs[SEEDS[0]]}
-    msg = table(runs, "accuracy")
-    assert (acc["valuation"] > acc["vanilla"] + 0.03).all(), msg
-    assert (acc["valuation"] > acc["unmasked copies"]).all(), msg
-    gray = {arm: values(runs, arm, "share gray") for arm in runs[SEEDS[0]]}
-    assert (gray["valuation"] < gray["vanilla"]).all(), table(runs, "share gray")
+    (
+        "uni-modal color: unmasked copies < vanilla + 0.05",
+        lambda r: (
+            v("unmasked copies", "uni-modal color")(r)
+            < v("vanilla", "uni-modal color")(r) + 0.05
+        ),
+    ),
+    (
+        "accuracy: valuation > vanilla + 0.03",
+        lambda r: v("valuation", "accuracy")(r) > v("vanilla", "accuracy")(r) + 0.03,
+    ),
+    (
+        "accuracy: valuation > unmasked copies",
+        lambda r: v("valuation", "accuracy")(r) > v("unmasked copies", "accuracy")(r),
+    ),
+    (
+        "share gray: valuation < vanilla",
+        lambda r: v("valuation", "share gray")(r) < v("vanilla", "share gray")(r),
+    ),
+]
+
+
+def test_sample_valuation_lifts_the_weak_modality_only_through_its_own_copies():
+    runs = over_seeds(measure_sample_valuation)
+    assert_checks(
+        runs, SAMPLE_VALUATION_CHECKS, ["uni-modal color", "accuracy", "share gray"]
+    )
+
+
+#: claim name -> (measure(seed), checks asserted here, pre-registered checks that
+#: did not hold on seeds 0-7); benchmarks/claims_seeds.py runs them on more seeds
+CLAIMS: dict[str, tuple[Callable[[int], Metrics], list[Check], list[Check]]] = {
+    "greedy_accuracy": (
+        measure_greedy_accuracy,
+        GREEDY_ACCURACY_CHECKS,
+        GREEDY_ACCURACY_NOT_HELD,
+    ),
+    "greedy_d_util": (
+        measure_greedy_d_util,
+        GREEDY_D_UTIL_CHECKS,
+        GREEDY_D_UTIL_NOT_HELD,
+    ),
+    "utilization_target": (
+        measure_utilization_target,
+        UTILIZATION_TARGET_CHECKS,
+        UTILIZATION_TARGET_NOT_HELD,
+    ),
+    "attribution": (measure_attribution_regularizer, ATTRIBUTION_CHECKS, []),
+    "ogm_ge": (measure_ogm_ge, OGM_GE_CHECKS, []),
+    "sample_valuation": (measure_sample_valuation, SAMPLE_VALUATION_CHECKS, []),
+}

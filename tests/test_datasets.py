@@ -20,6 +20,8 @@ from mmexplain.datasets import (
     make_colored_digits,
     make_multimodal_classification,
     make_multimodal_segmentation,
+    make_rendered_colored_digits,
+    make_rendered_digits,
 )
 
 MF_DIMS = {
@@ -214,6 +216,99 @@ def test_colored_digits_seeding_and_errors():
     ]:
         with pytest.raises(ValueError):
             make_colored_digits(**kwargs)
+
+
+# ----------------------------------------------------------------------------
+# make_rendered_digits, make_rendered_colored_digits
+# ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def rendered():
+    return make_rendered_digits(3000, random_state=0)
+
+
+def test_rendered_digits_shapes_balance_and_range(rendered):
+    X, y = rendered
+    assert X.shape == (3000, 1, 28, 28) and X.dtype == np.float32
+    assert y.shape == (3000,) and y.dtype == np.int64
+    assert X.min() >= 0.0 and X.max() <= 1.0
+    np.testing.assert_array_equal(np.bincount(y), [300] * 10)  # balanced
+    assert len(np.unique(y[:20])) > 3  # shuffled, not sorted by class
+    # ink on a black background, a real amount of it in every image
+    ink = X.mean(axis=(1, 2, 3))
+    assert ink.min() > 0.01 and ink.max() < 0.6  # no empty image
+    assert X[:, :, :2].mean() < 0.05 and X[:, :, :, -2:].mean() < 0.05  # margins
+    X7, y7 = make_rendered_digits(7, image_size=16, random_state=1)
+    assert X7.shape == (7, 1, 16, 16)
+    np.testing.assert_array_equal(np.sort(y7), [0, 1, 2, 3, 4, 5, 6])
+
+
+def test_rendered_digits_are_deterministic_and_seeded(rendered):
+    X, y = rendered
+    X2, y2 = make_rendered_digits(3000, random_state=0)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+    X3, y3 = make_rendered_digits(3000, random_state=1)
+    assert not np.array_equal(X, X3)
+    # the same generator state twice gives the same images as a fresh seed
+    rng = np.random.default_rng(5)
+    a = make_rendered_digits(50, random_state=rng)
+    b = make_rendered_digits(50, random_state=np.random.default_rng(5))
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_rendered_digits_are_learnable_far_above_chance(rendered):
+    X, y = rendered
+    flat = X[:, 0, ::2, ::2].reshape(len(y), -1)  # 14x14: a fast linear model
+    assert _lr_score(flat[:2000], y[:2000], flat[2000:], y[2000:]) > 0.6  # chance 0.1
+
+
+def test_rendered_digits_knobs_and_errors():
+    plain = dict(max_rotation=0, scale_range=(1, 1), max_shear=0, max_shift=0)
+    thin, _ = make_rendered_digits(
+        50, stroke_range=(-0.3, -0.3), **plain, random_state=2
+    )
+    bold, _ = make_rendered_digits(50, stroke_range=(1.5, 1.5), **plain, random_state=2)
+    assert (bold >= thin).all() and bold.mean() > 1.3 * thin.mean()
+    noisy, _ = make_rendered_digits(50, noise=0.2, **plain, random_state=2)
+    assert (
+        np.abs(noisy - make_rendered_digits(50, **plain, random_state=2)[0]).mean()
+        > 0.05
+    )
+    for kwargs in [
+        {"n_samples": 0},
+        {"image_size": 4},
+        {"scale_range": (1.2, 0.8)},
+        {"stroke_range": (0, np.inf)},
+        {"scale_range": 1.0},
+        {"max_shift": 0.8},
+        {"noise": -1},
+    ]:
+        with pytest.raises(ValueError):
+            make_rendered_digits(**{"n_samples": 10, **kwargs})
+
+
+def test_rendered_colored_digits_colour_is_a_train_only_shortcut():
+    X_tr, y_tr, X_va, y_va = make_rendered_colored_digits(1000, 500, random_state=0)
+    assert X_tr.modalities == ("color", "gray")
+    assert X_tr["color"].shape == (1000, 3, 28, 28)
+    assert X_va["gray"].shape == (500, 1, 28, 28)
+    for X in (X_tr, X_va):
+        assert all(a.dtype == np.float32 for a in X.values())
+    # the colour image is the gray digit times one RGB colour
+    gray = X_tr["gray"][:, 0]
+    rgb = X_tr["color"].sum(axis=(2, 3)) / gray.sum(axis=(1, 2))[:, None]
+    np.testing.assert_allclose(
+        X_tr["color"], gray[:, None] * rgb[:, :, None, None], atol=1e-5
+    )
+    rule = _NearestMean().fit(_mean_colour(X_tr), y_tr)
+    assert rule.score(_mean_colour(X_tr), y_tr) > 0.99
+    assert rule.score(_mean_colour(X_va), y_va) < 0.2  # chance is 0.1
+    again = make_rendered_colored_digits(1000, 500, random_state=0)
+    np.testing.assert_array_equal(again[0]["color"], X_tr["color"])
+    with pytest.raises(ValueError):
+        make_rendered_colored_digits(10, 10, train_correlation=2.0)
+    with pytest.raises(TypeError):
+        make_rendered_colored_digits(10, 10, unknown=1)
 
 
 # ----------------------------------------------------------------------------
@@ -487,6 +582,7 @@ def test_generators_leave_global_random_state_alone():
     np.random.seed(123)  # noqa: NPY002
     state = np.random.get_state()[1].copy()  # noqa: NPY002
     make_colored_digits()
+    make_rendered_colored_digits(20, 20)
     make_multimodal_classification(50)
     make_multimodal_segmentation(2)
     blackout(_toy(10), "eo", 0.5)

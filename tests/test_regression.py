@@ -634,3 +634,28 @@ def test_sample_valuation_is_refused_with_its_reason(data):
     X, y = data
     with pytest.raises(ValueError, match="no regression counterpart"):
         MultimodalRegressor(balancer=SampleValuation(), max_epochs=1).fit(X, y)
+
+
+def test_utilization_target_measured_on_a_validation_split(data):
+    """measure_on='valid' takes a regressor's real validation targets."""
+    X, y = data
+    Xv, yv = make_multimodal_regression(
+        100, modalities=["strong", "weak"], informativeness=[2.0, 0.5], random_state=9
+    )
+    target = {"strong": 0.5, "weak": 0.5}
+    base = dict(max_epochs=3, random_state=0)
+    valid = MultimodalRegressor(
+        balancer=UtilizationTarget(
+            target, measure_on="valid", validation_data=(Xv, yv)
+        ),
+        **base,
+    ).fit(X, y)
+    train = MultimodalRegressor(balancer=UtilizationTarget(target), **base).fit(X, y)
+    assert not np.allclose(valid.predict(X), train.predict(X))
+    with pytest.raises(TypeError, match="real numbers"):
+        MultimodalRegressor(
+            balancer=UtilizationTarget(
+                target, measure_on="valid", validation_data=(Xv, yv.astype(str))
+            ),
+            **base,
+        ).fit(X, y)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
@@ -35,6 +36,24 @@ class GreedyBalancer(Balancer):
       steps only, as in the authors' code.
     - ``mode='random'``: after the warm-up every step is drawn uniformly from
       {regular, re-balance m_0, re-balance m_1, ...}.
+    - ``mode='fixed'`` (a control, not in the paper): no speed signal. After
+      the warm-up a deterministic schedule makes a fraction ``rate`` of the
+      steps re-balancing steps, spread evenly: counting the steps after the
+      warm-up from ``t = 0``, the step after step ``t`` re-balances iff
+      ``floor((t + 1) * rate) > floor(t * rate)`` (so ``floor(T * rate)`` of
+      the first ``T`` decisions re-balance). Re-balancing steps go to the
+      re-balanceable modalities in turn. With ``rate`` set to the fraction of
+      steps a guided run re-balanced, it takes the same number of
+      re-balancing steps without knowing the speeds: it tells whether the
+      guidance matters or only the amount of re-balancing.
+
+    ``modalities`` restricts which modalities may be re-balanced (default:
+    all). The guided mode still triggers on the speeds of all modalities but
+    re-balances the re-balanceable modality with the largest BDR; the random
+    mode draws from {regular} and the re-balanceable modalities. With the
+    modality that guided re-balances left out (e.g. ``modalities=['color']``
+    on colored digits, where guided re-balances gray), it is a control that
+    never re-balances the weak modality.
 
     The fitted copy records, per epoch, ``greedy_rebalance_steps`` (a dict of
     re-balancing steps per modality) and ``greedy_d_speed`` (the d_speed it acts
@@ -42,7 +61,9 @@ class GreedyBalancer(Balancer):
 
     Parameters
     ----------
-    mode : {'guided', 'random'}, default='guided'
+    mode : {'guided', 'random', 'fixed'}, default='guided'
+        How re-balancing steps are chosen (see above); ``'fixed'`` needs
+        ``rate``.
     tolerance : float, default=0.1
         Imbalance tolerance on ``abs(d_speed)`` (paper: 0.1 for
         Colored-and-gray-MNIST and NVGesture, 0.01 for ModelNet40).
@@ -52,6 +73,12 @@ class GreedyBalancer(Balancer):
         Epochs of regular steps only at the start of training.
     random_state : int, RandomState or None, default=None
         Seeds the random mode (default: the estimator's seed).
+    modalities : list of str or None, default=None
+        The modalities that may be re-balanced, a non-empty subset of the
+        network's (default: all of them).
+    rate : float in [0, 1] or None, default=None
+        ``mode='fixed'`` only (required there): the fraction of the steps
+        after the warm-up that are re-balancing steps.
 
     References
     ----------
@@ -74,13 +101,17 @@ class GreedyBalancer(Balancer):
     """
 
     requires = ("rebalancing",)
+    #: the speed meter of the current fit (``fit_started``)
+    meter_: ConditionalSpeedMeter
 
     _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
-        "mode": [StrOptions({"guided", "random"})],
+        "mode": [StrOptions({"guided", "random", "fixed"})],
         "tolerance": [Interval(Real, 0, None, closed="left")],
         "window": [Interval(Integral, 1, None, closed="left")],
         "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
         "random_state": ["random_state"],
+        "modalities": [list, tuple, None],
+        "rate": [Interval(Real, 0, 1, closed="both"), None],
     }
 
     def __init__(
@@ -90,16 +121,39 @@ class GreedyBalancer(Balancer):
         window: int = 5,
         warmup_epochs: int = 1,
         random_state: Any = None,
+        modalities: list[str] | None = None,
+        rate: float | None = None,
     ) -> None:
         self.mode = mode
         self.tolerance = tolerance
         self.window = window
         self.warmup_epochs = warmup_epochs
         self.random_state = random_state
+        self.modalities = modalities
+        self.rate = rate
 
     def fit_started(self, net: Any, *, X: Any, y: Any, **kwargs: Any) -> None:
         module = net.module_
         modalities = tuple(module.modalities)
+        if self.mode == "fixed" and self.rate is None:
+            raise ValueError("GreedyBalancer(mode='fixed') needs rate= in [0, 1]")
+        if self.modalities is None:
+            rebalanceable = modalities
+        else:
+            rebalanceable = tuple(self.modalities)
+            unknown = [m for m in rebalanceable if m not in modalities]
+            if (
+                not rebalanceable
+                or unknown
+                or len(set(rebalanceable)) < len(rebalanceable)
+            ):
+                raise ValueError(
+                    "GreedyBalancer modalities must be distinct modalities of the "
+                    f"network {list(modalities)}, at least one; got "
+                    f"{list(rebalanceable)}"
+                )
+            # in the network's order, whatever order they were given in
+            rebalanceable = tuple(m for m in modalities if m in rebalanceable)
         if (
             getattr(self, "meter_", None) is None
             or self.meter_.modalities != modalities
@@ -107,8 +161,14 @@ class GreedyBalancer(Balancer):
             self.meter_ = ConditionalSpeedMeter(module, modalities)
             self.current_ = None
             self.steps_left_ = 0
+            self.fixed_steps_ = 0
+            self.fixed_rebalanced_ = 0
+        if not hasattr(self, "fixed_steps_"):  # state restored from an older file
+            self.fixed_steps_ = 0
+            self.fixed_rebalanced_ = 0
         self.rng_ = self._make_rng(net)
         self.modalities_ = modalities
+        self.rebalanceable_ = rebalanceable
 
     def epoch_started(
         self, net: Any, *, epoch: int, X: Any, y: Any, **kwargs: Any
@@ -135,9 +195,20 @@ class GreedyBalancer(Balancer):
             self.meter_.update()
         if not unlocked:
             return
+        allowed = self.rebalanceable_
         if self.mode == "random":
-            choice = int(self.rng_.randint(len(self.modalities_) + 1))
-            self.current_ = None if choice == 0 else self.modalities_[choice - 1]
+            choice = int(self.rng_.randint(len(allowed) + 1))
+            self.current_ = None if choice == 0 else allowed[choice - 1]
+            return
+        if self.mode == "fixed":
+            assert self.rate is not None  # checked when the fit starts
+            t, rate = self.fixed_steps_, float(self.rate)
+            self.fixed_steps_ += 1
+            if math.floor((t + 1) * rate) > math.floor(t * rate):
+                self.current_ = allowed[self.fixed_rebalanced_ % len(allowed)]
+                self.fixed_rebalanced_ += 1
+            else:
+                self.current_ = None
             return
         if regular:
             bdr = self.meter_.bdr()
@@ -146,7 +217,7 @@ class GreedyBalancer(Balancer):
                 np.all(np.isfinite(values))
                 and values.max() - values.min() > self.tolerance
             ):
-                self.current_ = self.modalities_[int(values.argmax())]
+                self.current_ = max(allowed, key=bdr.__getitem__)
                 self.steps_left_ = int(self.window)
         else:
             self.steps_left_ -= 1

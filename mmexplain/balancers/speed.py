@@ -22,7 +22,7 @@ def _sq_norms(params: list[torch.nn.Parameter], grads: bool) -> torch.Tensor:
     if hasattr(torch, "_foreach_norm"):
         norms = torch._foreach_norm(tensors)
         return torch.stack(norms).pow(2).sum()
-    return sum(t.pow(2).sum() for t in tensors)
+    return torch.stack([t.pow(2).sum() for t in tensors]).sum()
 
 
 class ConditionalSpeedMeter:

@@ -6,6 +6,9 @@ Nothing here accesses the network.
   digits, 6 feature views), bundled with the package (CC BY 4.0).
 * :func:`make_colored_digits`: Colored-and-gray digits built from
   scikit-learn's 8x8 digits; colour predicts the label in training only.
+* :func:`make_rendered_digits`, :func:`make_rendered_colored_digits`: 28x28
+  digits rendered offline from matplotlib's fonts, and their Colored-and-gray
+  version at MNIST's scale.
 * :func:`make_multimodal_classification`: tabular modalities with
   controllable informativeness and shared/private class information.
 * :func:`make_multimodal_regression`: independent modalities with known
@@ -24,6 +27,10 @@ from mmexplain.datasets._regression import (
     load_diabetes_views,
     make_multimodal_regression,
 )
+from mmexplain.datasets._rendered_digits import (
+    make_rendered_colored_digits,
+    make_rendered_digits,
+)
 from mmexplain.datasets._synthetic import (
     make_multimodal_classification,
     make_multimodal_segmentation,
@@ -33,6 +40,8 @@ __all__ = [
     "load_diabetes_views",
     "load_multiple_features",
     "make_colored_digits",
+    "make_rendered_digits",
+    "make_rendered_colored_digits",
     "make_multimodal_classification",
     "make_multimodal_regression",
     "make_multimodal_segmentation",
