@@ -670,6 +670,10 @@ class ConditionalExplanation(ModalityExplanation):
         ``per_class=True``: the rates on the samples of each class, and their
         shares in percent.
     classes : ndarray (C,) or None
+    target_rates, target_shares : ndarray (T, M) or None
+        Regression models with a scoring computed per target (``'r2'``,
+        ``'loss'``, ...): the rate of each target (row) and its shares in
+        percent; ``rates`` are of the targets' averaged score.
 
     Examples
     --------
@@ -709,6 +713,8 @@ class ConditionalExplanation(ModalityExplanation):
         "class_rates",
         "class_shares",
         "classes",
+        "target_rates",
+        "target_shares",
     )
     _per_modality = ("score_without", "rates")
     _scalars = ("score_full", "d_util")
@@ -724,6 +730,8 @@ class ConditionalExplanation(ModalityExplanation):
     class_rates: np.ndarray | None
     class_shares: np.ndarray | None
     classes: np.ndarray | None
+    target_rates: np.ndarray | None
+    target_shares: np.ndarray | None
     _raw_field = "rates"
 
     @property

@@ -492,6 +492,24 @@ def test_conditional_equals_brute_force(data):
     assert loss.rates[1] == pytest.approx((mse_without - mse) / mse, rel=1e-4)
 
 
+def test_conditional_per_target_equals_sklearn_raw_values():
+    X, y = make_multimodal_regression(300, n_targets=2, random_state=11)
+    model, weights, bias = _linear_model(X, y)
+    expl = ConditionalUtilization().explain(model, X, y)
+    full = r2_score(y, _predict(weights, bias, X), multioutput="raw_values")
+    ref = []
+    for m in X:
+        ablated = {**X, m: np.broadcast_to(X[m].mean(axis=0), X[m].shape)}
+        without = r2_score(
+            y, _predict(weights, bias, ablated), multioutput="raw_values"
+        )
+        ref.append((full - without) / full)
+    np.testing.assert_allclose(expl.target_rates, np.array(ref).T, rtol=1e-4)
+    assert expl.target_shares.shape == (2, 2)
+    boot = ConditionalUtilization(n_bootstrap=5, random_state=0).explain(model, X, y)
+    np.testing.assert_allclose(boot.target_rates, expl.target_rates, rtol=1e-10)
+
+
 def test_gradient_attribution_of_a_linear_model(data):
     """Input level: d(sum_t f_t)/dx_m = W_m summed over targets, alpha = ||W x||."""
     X, y = make_multimodal_regression(100, n_targets=2, random_state=8)

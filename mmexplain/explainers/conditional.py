@@ -16,6 +16,7 @@ from mmexplain._core.torch_state import auto_batch_size
 from mmexplain.data.sources import as_source
 from mmexplain.explainers._bootstrap import bootstrap_scores, class_sums
 from mmexplain.explainers._engine import Perturbation
+from mmexplain.explainers._stats import make_stat
 from mmexplain.explainers.base import (
     BaseModalityExplainer,
     ExplainContext,
@@ -255,11 +256,19 @@ class ConditionalUtilization(BaseModalityExplainer):
             classes = ctx.adapter.classes
             n_classes = len(classes) if classes is not None else int(ctx.y.max()) + 1
         by_class: list[Any] = [None]
+        per_target = scoring.finalize_outputs  # regression: each target's score
+        target_sums: list[Any] = [None]
 
         def scores_of(perturbations: list[Perturbation]) -> tuple[Any, Any]:
             if self.n_bootstrap:
-                scores, boot, by_class[0] = bootstrap_scores(
-                    engine, perturbations, scoring, self.n_bootstrap, seed, n_classes
+                scores, boot, by_class[0], target_sums[0] = bootstrap_scores(
+                    engine,
+                    perturbations,
+                    scoring,
+                    self.n_bootstrap,
+                    seed,
+                    n_classes,
+                    return_sums=True,
                 )
                 return scores, boot
             if self.per_class:
@@ -267,6 +276,10 @@ class ConditionalUtilization(BaseModalityExplainer):
                 by_class[0] = class_sums(engine, perturbations, scoring, n_classes)
                 sums = by_class[0].sum(axis=1)
                 return np.array([scoring.finalize(t) for t in sums]), None
+            if per_target is not None:  # the same model calls, summed once
+                stat = make_stat(scoring.stat, engine.adapter)
+                target_sums[0] = engine.evaluate(perturbations, stat).cpu().numpy()
+                return np.array([scoring.finalize(t) for t in target_sums[0]]), None
             return evaluate_scores(engine, perturbations, scoring), None
 
         mmtm = ablation == "mmtm"
@@ -308,6 +321,18 @@ class ConditionalUtilization(BaseModalityExplainer):
                     else (boot_without - boot_ref) / boot_ref
                 )
             boot_shares = normalize_rows(boot_values)
+        target_rates = target_shares = None
+        if per_target is not None and target_sums[0] is not None:
+            per_t = np.array([per_target(t) for t in target_sums[0]])  # (P, T)
+            if mmtm:
+                ref_t, without_t = per_t[1::2], per_t[2::2]
+            else:
+                ref_t = np.repeat(per_t[:1], len(modalities), axis=0)
+                without_t = per_t[1:]
+            target_rates = self._rates(
+                ref_t, without_t, scoring.greater_is_better
+            ).T  # (T, M)
+            target_shares = normalize_rows(target_rates)
         class_rates = class_shares = class_labels = None
         if by_class[0] is not None:
             sums = by_class[0]  # (P, C, K)
@@ -358,6 +383,8 @@ class ConditionalUtilization(BaseModalityExplainer):
             class_rates=class_rates,
             class_shares=class_shares,
             classes=class_labels,
+            target_rates=target_rates,
+            target_shares=target_shares,
         )
 
     def _squeeze_averages(self, module: Any, X: Any) -> list[dict[str, torch.Tensor]]:
