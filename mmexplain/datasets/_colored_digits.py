@@ -156,16 +156,7 @@ def make_colored_digits(
     val_correlation = _check_real("val_correlation", val_correlation, 0.0, 1.0)
     color_noise = _check_real("color_noise", color_noise, 0.0)
     gray_noise = _check_real("gray_noise", gray_noise, 0.0)
-    if colors is None:
-        palette = np.asarray(DIGIT_COLORS, dtype=np.float64)
-    else:
-        palette = np.asarray(colors, dtype=np.float64)
-        if palette.shape != (10, 3):
-            raise ValueError(f"colors must have shape (10, 3), got {palette.shape}")
-        if not (
-            np.isfinite(palette).all() and palette.min() >= 0 and palette.max() <= 1
-        ):
-            raise ValueError("colors must be RGB values in [0, 1]")
+    palette = check_palette(colors)
 
     from sklearn.datasets import load_digits  # deferred: keeps the import light
     from sklearn.model_selection import train_test_split
@@ -189,3 +180,15 @@ def make_colored_digits(
     X_train, y_train = build(idx_train, train_correlation)
     X_val, y_val = build(idx_val, val_correlation)
     return X_train, y_train, X_val, y_val
+
+
+def check_palette(colors: Any) -> np.ndarray:
+    """The (10, 3) RGB palette of the digits: ``colors`` checked, or the default."""
+    if colors is None:
+        return np.asarray(DIGIT_COLORS, dtype=np.float64)
+    palette = np.asarray(colors, dtype=np.float64)
+    if palette.shape != (10, 3):
+        raise ValueError(f"colors must have shape (10, 3), got {palette.shape}")
+    if not (np.isfinite(palette).all() and palette.min() >= 0 and palette.max() <= 1):
+        raise ValueError("colors must be RGB values in [0, 1]")
+    return palette

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from mmexplain.data import ModalityDict
-from mmexplain.datasets._colored_digits import DIGIT_COLORS, _colorize
+from mmexplain.datasets._colored_digits import _colorize, check_palette
 from mmexplain.datasets._synthetic import (
     RandomStateLike,
     _check_int,
@@ -328,16 +328,7 @@ def make_rendered_colored_digits(
     train_correlation = _check_real("train_correlation", train_correlation, 0.0, 1.0)
     val_correlation = _check_real("val_correlation", val_correlation, 0.0, 1.0)
     color_noise = _check_real("color_noise", color_noise, 0.0)
-    if colors is None:
-        palette = np.asarray(DIGIT_COLORS, dtype=np.float64)
-    else:
-        palette = np.asarray(colors, dtype=np.float64)
-        if palette.shape != (10, 3):
-            raise ValueError(f"colors must have shape (10, 3), got {palette.shape}")
-        if not (
-            np.isfinite(palette).all() and palette.min() >= 0 and palette.max() <= 1
-        ):
-            raise ValueError("colors must be RGB values in [0, 1]")
+    palette = check_palette(colors)
     noise = _check_real("noise", render_params.pop("noise", 0.0), 0.0)
     rng = _check_rng(random_state)
     out: list[Any] = []

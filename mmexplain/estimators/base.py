@@ -151,7 +151,14 @@ class MultimodalNetMixin(BalancerLifecycleMixin):
         return self
 
     def _module_defaults(self) -> dict[str, Any]:
-        """Constructor arguments inferred from the training data."""
+        """Constructor arguments inferred from the training data.
+
+        ``in_channels`` when every modality is an image; the estimators add
+        their output size (``n_classes``).
+        """
+        shapes = getattr(self, "input_shapes_", None) or {}
+        if shapes and all(len(s) == 3 for s in shapes.values()):
+            return {"in_channels": {m: s[0] for m, s in shapes.items()}}
         return {}
 
     def _get_predict_nonlinearity(self) -> Any:

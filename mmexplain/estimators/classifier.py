@@ -167,11 +167,7 @@ class MultimodalClassifier(MultimodalNetMixin, NeuralNetClassifier):
         ]
 
     def _module_defaults(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"n_classes": len(self.classes_inferred_)}
-        shapes = getattr(self, "input_shapes_", None) or {}
-        if shapes and all(len(s) == 3 for s in shapes.values()):
-            out["in_channels"] = {m: s[0] for m, s in shapes.items()}
-        return out
+        return {"n_classes": len(self.classes_inferred_), **super()._module_defaults()}
 
     def _encode_y(self, y: np.ndarray, reset: bool) -> np.ndarray:
         y = check_class_labels(y)
